@@ -1,0 +1,1 @@
+"""The engine: encoder, video index, co-occurrence, factors, ranker, and the faust agents."""

