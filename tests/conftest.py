@@ -1,0 +1,53 @@
+"""Shared pytest fixtures; each section belongs to the module it serves."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from streams.kafka_local import wait_for_broker
+from streams.settings import KafkaSettings
+
+# ---------------------------------------------------------------------------------------------
+# Kafka: the real broker (tests marked ``kafka``)
+#
+# Tests marked ``@pytest.mark.kafka`` are skipped when no broker answers, so a laptop without one
+# still runs the rest of the suite. CI (``.ci/run``) sets VIDREC_REQUIRE_KAFKA=1 after starting
+# the broker; then a missing broker is an error, never a silent skip.
+# ---------------------------------------------------------------------------------------------
+
+
+def _kafka_required() -> bool:
+    return os.environ.get("VIDREC_REQUIRE_KAFKA", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def kafka_settings() -> KafkaSettings:
+    """Connection settings from the environment (``VIDREC_KAFKA_BOOTSTRAP_SERVERS`` etc.)."""
+    return KafkaSettings()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_settings: KafkaSettings) -> str:
+    """Bootstrap servers of a broker that answers; skips (or fails in CI) when there is none."""
+    required = _kafka_required()
+    bootstrap = kafka_settings.bootstrap_servers
+    try:
+        # CI waits longer: the broker it just started may still be settling.
+        wait_for_broker(bootstrap, timeout_s=30.0 if required else 3.0, settings=kafka_settings)
+    except TimeoutError as exc:
+        if required:
+            pytest.fail(f"VIDREC_REQUIRE_KAFKA=1 but no broker answers: {exc}", pytrace=False)
+        pytest.skip(f"no Kafka broker at {bootstrap} (start one with 'vidrec kafka up'): {exc}")
+    return bootstrap
+
+
+@pytest.fixture(autouse=True)
+def _kafka_marker_needs_broker(request: pytest.FixtureRequest) -> None:
+    """Give every ``kafka``-marked test the broker check, even one that never asks for it."""
+    if request.node.get_closest_marker("kafka") is not None:
+        request.getfixturevalue("kafka_bootstrap")
+
+
+# ------------------------------------------------------------------------------- end of Kafka
