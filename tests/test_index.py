@@ -1,0 +1,214 @@
+"""The Qdrant video index in embedded local mode: idempotent upserts, exact filtered search."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import workers.index as index_mod
+from workers.index import VIDEO_NAMESPACE, VideoIndex, VideoIndexError, point_id
+from workers.settings import IndexSettings
+
+DIM = 32
+N = 200
+T0 = 1_700_000_000.0
+
+
+def unit_rows(n: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+IDS = [f"vid-{i}" for i in range(N)]
+VECS = unit_rows(N)
+PAYLOADS = [{"published_at": T0 + 3600.0 * i, "title": f"title {i}"} for i in range(N)]
+
+
+def brute_force(
+    q: np.ndarray, k: int, exclude: set[str] = frozenset(), min_t: float = -np.inf
+) -> list[str]:
+    """What an exact cosine search must return, computed with numpy."""
+    scores = VECS @ q
+    order = np.argsort(-scores, kind="stable")
+    keep = [IDS[i] for i in order if IDS[i] not in exclude and PAYLOADS[i]["published_at"] >= min_t]
+    return keep[:k]
+
+
+@pytest.fixture
+def make_index(tmp_path: Path) -> Iterator[Callable[..., VideoIndex]]:
+    opened: list[VideoIndex] = []
+
+    def make(path: Path | None = tmp_path / "qdrant", dim: int = DIM) -> VideoIndex:
+        idx = VideoIndex(IndexSettings(path=str(path) if path else None), dim=dim)
+        opened.append(idx)
+        return idx
+
+    yield make
+    for idx in opened:
+        idx.close()
+
+
+@pytest.fixture
+def filled(make_index: Callable[..., VideoIndex]) -> VideoIndex:
+    idx = make_index()
+    idx.upsert_many(IDS, VECS, PAYLOADS)
+    return idx
+
+
+def test_point_ids_are_deterministic_uuid5() -> None:
+    assert point_id("abc") == str(uuid.uuid5(VIDEO_NAMESPACE, "abc"))
+    assert point_id("abc") == "286aa7b2-e059-5ae3-83c6-16c25234600f"  # fixed across releases
+    assert point_id("abc") != point_id("abd")
+
+
+def test_search_returns_the_nearest_first(filled: VideoIndex) -> None:
+    noisy = VECS[7] + 0.05 * unit_rows(1, seed=9)[0]
+    hits = filled.search(noisy, 5)
+    assert hits[0][0] == "vid-7" and hits[0][1] > 0.9
+    assert [h[0] for h in hits] == brute_force(noisy / np.linalg.norm(noisy), 5)
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    assert filled.search(VECS[0], 0) == []
+
+
+def test_upsert_twice_is_idempotent_and_overwrites(filled: VideoIndex) -> None:
+    filled.upsert_many(IDS[:50], VECS[:50], PAYLOADS[:50])
+    assert filled.count() == N
+    filled.upsert_many(["vid-3"], VECS[4:5], [{"published_at": T0, "title": "renamed"}])
+    assert filled.count() == N
+    assert filled.get_payloads(["vid-3"])["vid-3"]["title"] == "renamed"
+    np.testing.assert_allclose(filled.get_vectors(["vid-3"])["vid-3"], VECS[4], atol=1e-6)
+
+
+def test_upsert_spans_several_batches(make_index: Callable[..., VideoIndex]) -> None:
+    idx = make_index()
+    n = index_mod.UPSERT_BATCH * 2 + 7
+    ids = [f"b{i}" for i in range(n)]
+    idx.upsert_many(ids, unit_rows(n, seed=3), [{"published_at": T0}] * n)
+    assert idx.count() == n
+    assert set(idx.get_vectors([ids[0], ids[-1]])) == {ids[0], ids[-1]}
+
+
+@pytest.mark.parametrize("overfetch_max", [index_mod.EXCLUDE_BY_OVERFETCH_MAX, 0])
+def test_exclude_ids_are_exact(
+    filled: VideoIndex, monkeypatch: pytest.MonkeyPatch, overfetch_max: int
+) -> None:
+    """Both strategies (drop from an over-fetch, Qdrant filter) give the exact answer."""
+    monkeypatch.setattr(index_mod, "EXCLUDE_BY_OVERFETCH_MAX", overfetch_max)
+    q = VECS[11]
+    nearest = [v for v, _ in filled.search(q, 10)]
+    exclude = set(nearest[:8]) | {"not-indexed"}
+    hits = filled.search(q, 10, exclude_ids=exclude)
+    assert len(hits) == 10 and not exclude & {v for v, _ in hits}
+    assert [v for v, _ in hits] == brute_force(q, 10, exclude)
+
+
+def test_min_published_at_filters(filled: VideoIndex) -> None:
+    cut = PAYLOADS[150]["published_at"]
+    q = VECS[3]  # an old video: its own point must be filtered out
+    hits = filled.search(q, 10, min_published_at=cut)
+    assert [v for v, _ in hits] == brute_force(q, 10, min_t=cut)
+    both = filled.search(q, 10, exclude_ids={hits[0][0]}, min_published_at=cut)
+    assert [v for v, _ in both] == brute_force(q, 10, {hits[0][0]}, cut)
+
+
+def test_search_many_equals_search(filled: VideoIndex) -> None:
+    qs = VECS[[1, 2, 3]]
+    excl = [set(), {"vid-2"}, {"vid-3", "vid-9"}]
+    many = filled.search_many(qs, 4, exclude_ids=excl, min_published_at=T0 + 3600.0 * 20)
+    one = [
+        filled.search(q, 4, exclude_ids=e, min_published_at=T0 + 3600.0 * 20)
+        for q, e in zip(qs, excl, strict=True)
+    ]
+    assert [[v for v, _ in r] for r in many] == [[v for v, _ in r] for r in one]
+    assert filled.search_many(np.empty((0, DIM), np.float32), 4) == []
+
+
+def test_get_vectors_round_trip(filled: VideoIndex) -> None:
+    got = filled.get_vectors(["vid-0", "vid-42", "missing"])
+    assert set(got) == {"vid-0", "vid-42"}
+    np.testing.assert_allclose(got["vid-42"], VECS[42], atol=1e-6)
+    assert got["vid-42"].dtype == np.float32
+    assert filled.get_vectors([]) == {}
+
+
+def test_payload_holds_video_id_and_float_published_at(
+    make_index: Callable[..., VideoIndex],
+) -> None:
+    idx = make_index()
+    when = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    idx.upsert_many(["a", "b"], unit_rows(2), [{"published_at": when}, {"published_at": 5}])
+    pays = idx.get_payloads(["a", "b"])
+    assert pays["a"] == {"video_id": "a", "published_at": when.timestamp()}
+    assert pays["b"]["published_at"] == 5.0 and isinstance(pays["b"]["published_at"], float)
+
+
+@pytest.mark.parametrize(
+    "payload", [{}, {"published_at": datetime(2024, 1, 1)}, {"published_at": "yesterday"}]
+)
+def test_bad_published_at_is_refused(
+    make_index: Callable[..., VideoIndex], payload: dict[str, object]
+) -> None:
+    idx = make_index()
+    with pytest.raises(ValueError, match="published_at"):
+        idx.upsert_many(["a"], unit_rows(1), [payload])
+    assert idx.count() == 0
+
+
+def test_bad_vectors_are_refused(make_index: Callable[..., VideoIndex]) -> None:
+    idx = make_index()
+    with pytest.raises(ValueError, match="shape"):
+        idx.upsert_many(["a"], np.ones((1, DIM + 1), np.float32), [{"published_at": T0}])
+    with pytest.raises(ValueError, match="finite"):
+        idx.upsert_many(["a"], np.full((1, DIM), np.inf, np.float32), [{"published_at": T0}])
+    with pytest.raises(ValueError, match="finite"):
+        idx.search(np.full(DIM, np.nan, np.float32), 3)
+    with pytest.raises(TypeError):
+        idx.search(unit_rows(1)[0], 3, exclude_ids="vid-1")
+
+
+def test_delete_many(filled: VideoIndex) -> None:
+    filled.delete_many(["vid-0", "vid-1", "never-there"])
+    assert filled.count() == N - 2
+    assert "vid-0" not in {v for v, _ in filled.search(VECS[0], 5)}
+
+
+def test_data_persists_after_reopen(make_index: Callable[..., VideoIndex], tmp_path: Path) -> None:
+    idx = make_index(tmp_path / "store")
+    idx.upsert_many(IDS, VECS, PAYLOADS)
+    before = idx.search(VECS[5], 5)
+    idx.close()
+    idx.close()  # closing twice is harmless
+    again = make_index(tmp_path / "store")
+    assert again.count() == N
+    after = again.search(VECS[5], 5)
+    assert [v for v, _ in after] == [v for v, _ in before]
+    np.testing.assert_allclose([s for _, s in after], [s for _, s in before], atol=1e-5)
+    np.testing.assert_allclose(again.get_vectors(["vid-5"])["vid-5"], VECS[5], atol=1e-6)
+
+
+def test_other_dim_on_existing_collection_is_refused(
+    make_index: Callable[..., VideoIndex], tmp_path: Path
+) -> None:
+    make_index(tmp_path / "store").close()
+    with pytest.raises(VideoIndexError, match="size 64"):
+        make_index(tmp_path / "store", dim=64)
+
+
+def test_second_open_of_a_locked_folder_is_a_clear_error(
+    make_index: Callable[..., VideoIndex], tmp_path: Path
+) -> None:
+    make_index(tmp_path / "store")
+    with pytest.raises(VideoIndexError, match="already accessed") as err:
+        make_index(tmp_path / "store")
+    assert isinstance(err.value.__cause__, RuntimeError)
+
+
+def test_in_memory_mode(make_index: Callable[..., VideoIndex]) -> None:
+    idx = make_index(None)
+    idx.upsert_many(IDS[:10], VECS[:10], PAYLOADS[:10])
+    assert idx.count() == 10 and idx.search(VECS[2], 1)[0][0] == "vid-2"
