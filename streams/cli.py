@@ -20,6 +20,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 COMMAND_MODULES = [
     "streams.commands",
     "streams.sample",
+    "streams.kafka_local",
+    "streams.topics",
+    "streams.clients",
+    "streams.deadletter",
+    "streams.app",
+    "streams.up",
 ]
 
 

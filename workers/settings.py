@@ -65,9 +65,12 @@ class EngineSettings(BaseSettings):
     weight_dislike: float = -2.0
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user (cap).")
     dedup_len: int = Field(default=2000, ge=1, description="Event ids remembered per user.")
-    cooc_window: int = Field(default=10, ge=1, description="Recent items a new item co-counts with.")
+    cooc_window: int = Field(
+        default=10, ge=1, description="Recent items a new item co-counts with."
+    )
     cooc_topk: int = Field(default=100, ge=1, description="Neighbours kept per item (cap).")
     cooc_half_life_days: float = Field(default=14.0, gt=0)
+    popularity_half_life_days: float = Field(default=1.0, gt=0, description="Trending half-life.")
     fresh_days: float = Field(default=7.0, gt=0, description="A video this young is 'new'.")
     factors_dim: int = Field(default=32, ge=1)
     user_ttl_days: float = Field(default=90.0, gt=0, description="Idle users expire after this.")

@@ -1,0 +1,73 @@
+"""The engine's in-memory catalogue: video id <-> dense index, publish time, content vector.
+
+Models key their arrays by a dense index so that scoring is one numpy operation over many items.
+The index is local to one engine (two workers may number videos differently), so anything that
+leaves the engine names videos by id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class Catalog:
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.ids: list[str] = []
+        self._idx: dict[str, int] = {}
+        self.published_at = np.zeros(0, dtype=np.float64)
+        self.vectors = np.zeros((0, dim), dtype=np.float32)
+        self.has_content = np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get(self, video_id: str) -> int | None:
+        return self._idx.get(video_id)
+
+    def add(self, video_id: str, published_at: float) -> int:
+        """Index of ``video_id``, registering it when new (an event may precede its video)."""
+        idx = self._idx.get(video_id)
+        if idx is not None:
+            return idx
+        idx = len(self.ids)
+        if idx >= len(self.published_at):
+            cap = max(64, 2 * idx)
+            pub = np.zeros(cap, dtype=np.float64)
+            pub[:idx] = self.published_at[:idx]
+            vec = np.zeros((cap, self.dim), dtype=np.float32)
+            vec[:idx] = self.vectors[:idx]
+            has = np.zeros(cap, dtype=bool)
+            has[:idx] = self.has_content[:idx]
+            self.published_at, self.vectors, self.has_content = pub, vec, has
+        self.ids.append(video_id)
+        self._idx[video_id] = idx
+        self.published_at[idx] = published_at
+        return idx
+
+    def set_content(self, idx: int, vector: np.ndarray, published_at: float) -> None:
+        self.vectors[idx] = vector
+        self.has_content[idx] = True
+        self.published_at[idx] = published_at
+
+    def to_state(self) -> dict[str, Any]:
+        n = len(self.ids)
+        return {
+            "dim": self.dim,
+            "ids": list(self.ids),
+            "published_at": self.published_at[:n].copy(),
+            "vectors": self.vectors[:n].copy(),
+            "has_content": self.has_content[:n].copy(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Catalog:
+        obj = cls(state["dim"])
+        for vid, pub in zip(state["ids"], state["published_at"], strict=True):
+            obj.add(vid, float(pub))
+        n = len(obj.ids)
+        obj.vectors[:n] = state["vectors"]
+        obj.has_content[:n] = state["has_content"]
+        return obj

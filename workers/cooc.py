@@ -1,0 +1,224 @@
+"""Incremental, weighted, time-decayed item co-occurrence with a bounded neighbour list per item.
+
+Users binge: the next video is best predicted by the last few watched, so a new positive event
+co-counts with the user's recent items only, weighted by how recent each one is (position and
+time gap). Counts decay with a half-life so that yesterday's binge outweighs last month's, and
+each item keeps only its ``topk`` strongest neighbours, so memory is bounded by
+``items * 2 * topk``.
+
+The learning step is split in two, so that the streaming path can partition it: ``deltas_one``
+is a pure function of one user's history (the user-side step), ``apply_many`` adds deltas to the
+global counts (the item-side step). Counts are additive, so deltas commute: applying the same
+deltas in any order gives the same counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from workers.decay import DecayClock
+
+Delta = tuple[int, int, float, float]  # (from item, to item, amount, ts)
+History = Sequence[tuple[int, float, float]]  # (item, ts, weight), most recent first
+
+
+class CoOccurrence:
+    """Directed, decayed co-counts ``C[a][b]``: how often ``b`` was watched shortly after ``a``.
+
+    Parameters
+    ----------
+    window
+        How many of the user's most recent items a new item co-counts with.
+    topk
+        Neighbours kept per item (the cap that bounds memory).
+    half_life_s
+        Half-life of the counts, in seconds of stream time.
+    position_decay
+        Weight multiplier per step back in the user's history.
+    gap_half_life_s
+        Items watched far apart in time are weaker evidence: the pair weight halves (down to
+        half its value) per this many seconds between the two events.
+    backward
+        Weight of the reverse direction (``a`` after ``b``) relative to the forward one.
+    """
+
+    def __init__(
+        self,
+        window: int = 10,
+        topk: int = 100,
+        half_life_s: float = 14 * 86400.0,
+        position_decay: float = 0.8,
+        gap_half_life_s: float = 6 * 3600.0,
+        backward: float = 0.5,
+        shrink: float = 1.0,
+    ) -> None:
+        self.window = window
+        self.topk = topk
+        self.position_decay = position_decay
+        self.gap_half_life_s = gap_half_life_s
+        self.backward = backward
+        self.shrink = shrink
+        self.clock = DecayClock(half_life_s)
+        self._nb: dict[int, dict[int, float]] = {}
+        self._total = np.zeros(0, dtype=np.float64)
+        self._last_ts: float | None = None
+
+    # -- learning ---------------------------------------------------------------------------
+    def deltas_one(
+        self,
+        history: Sequence[tuple[int, float, float]],
+        item: int,
+        ts: float,
+        weight: float,
+    ) -> list[Delta]:
+        """Co-count increments caused by one positive event (pure: reads no state).
+
+        ``history`` is the user's positive items, most recent first, as ``(item, ts, weight)``,
+        not yet including this event.
+        """
+        if weight <= 0:
+            return []
+        out: list[Delta] = []
+        for pos, (prev, prev_ts, prev_w) in enumerate(history[: self.window]):
+            if prev == item:
+                continue
+            gap = max(0.0, ts - prev_ts)
+            gap_w = 0.5 + 0.5 * 2.0 ** (-gap / self.gap_half_life_s)
+            w = min(weight, prev_w) * self.position_decay**pos * gap_w
+            out.append((prev, item, w, ts))
+            if self.backward > 0:
+                out.append((item, prev, w * self.backward, ts))
+        return out
+
+    def apply_many(self, deltas: Iterable[Delta]) -> None:
+        """Add co-count increments (the item-side step); negative amounts subtract."""
+        for a, b, amount, ts in deltas:
+            if self.clock.needs_rebase(ts):
+                self._rebase(ts)
+            inc = amount * self.clock.factor(ts)
+            if self._last_ts is None or ts > self._last_ts:
+                self._last_ts = ts
+            row = self._nb.get(a)
+            if row is None:
+                row = self._nb[a] = {}
+            new = row.get(b, 0.0) + inc
+            if new <= 1e-12 * max(1.0, abs(inc)):
+                row.pop(b, None)
+            else:
+                row[b] = new
+            if a >= len(self._total):
+                total = np.zeros(max(a + 1, 2 * len(self._total), 64), dtype=np.float64)
+                total[: len(self._total)] = self._total
+                self._total = total
+            self._total[a] = max(0.0, self._total[a] + inc)
+            if len(row) > 2 * self.topk:
+                self._prune(a)
+
+    def learn_one(
+        self,
+        history: Sequence[tuple[int, float, float]],
+        item: int,
+        ts: float,
+        weight: float,
+    ) -> None:
+        self.apply_many(self.deltas_one(history, item, ts, weight))
+
+    def _prune(self, a: int) -> None:
+        row = self._nb[a]
+        keep = sorted(row.items(), key=lambda kv: kv[1], reverse=True)[: self.topk]
+        self._nb[a] = dict(keep)
+
+    def _rebase(self, ts: float) -> None:
+        scale = self.clock.rebase(ts)
+        for row in self._nb.values():
+            for b in row:
+                row[b] *= scale
+        self._total *= scale
+
+    # -- scoring (never allocates state) ----------------------------------------------------
+    def _row(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """Neighbour indices and normalised scores ``C[a][b] / (sqrt(T[a] T[b]) + shrink)``."""
+        row = self._nb.get(item)
+        if not row:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        keys = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
+        vals = np.fromiter(row.values(), dtype=np.float64, count=len(row))
+        tb = np.where(keys < len(self._total), self._total[np.minimum(keys, len(self._total) - 1)],
+                      vals)
+        tb = np.maximum(tb, vals)
+        shrink = self.shrink * (self.clock.factor(self._last_ts) if self._last_ts else 1.0)
+        return keys, vals / (np.sqrt(self._total[item] * tb) + shrink)
+
+    def neighbours(self, item: int) -> dict[int, float]:
+        """Normalised neighbour scores of one item (see ``_row``)."""
+        keys, scores = self._row(item)
+        return dict(zip(keys.tolist(), scores.tolist(), strict=True))
+
+    def score_history(self, history: History, limit: int | None = None) -> dict[int, float]:
+        """Candidate scores from a user's recent items: recency-weighted sum of neighbour scores."""
+        keys, scores = self.score_history_arrays(history)
+        if limit is not None and len(keys) > limit:
+            top = np.argpartition(-scores, limit - 1)[:limit]
+            keys, scores = keys[top], scores[top]
+        return dict(zip(keys.tolist(), scores.tolist(), strict=True))
+
+    def score_history_arrays(self, history: History) -> tuple[np.ndarray, np.ndarray]:
+        """``score_history`` as (items, scores) arrays, items sorted ascending."""
+        ks, vs = [], []
+        for pos, (prev, _ts, w) in enumerate(history[: self.window]):
+            keys, scores = self._row(prev)
+            if len(keys):
+                ks.append(keys)
+                vs.append(scores * (self.position_decay**pos * min(w, 3.0)))
+        if not ks:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        keys = np.concatenate(ks)
+        if len(ks) == 1:
+            order = np.argsort(keys)
+            return keys[order], vs[0][order]
+        uniq, inv = np.unique(keys, return_inverse=True)
+        return uniq, np.bincount(inv, weights=np.concatenate(vs), minlength=len(uniq))
+
+    def forget_item(self, item: int) -> None:
+        self._nb.pop(item, None)
+        if item < len(self._total):
+            self._total[item] = 0.0
+        for row in self._nb.values():
+            row.pop(item, None)
+
+    def __len__(self) -> int:
+        return len(self._nb)
+
+    def count(self, a: int, b: int, ts: float) -> float:
+        """The decayed co-count ``C[a][b]`` as seen at ``ts`` (for tests and inspection)."""
+        return self._nb.get(a, {}).get(b, 0.0) * self.clock.deflate(ts)
+
+    # -- snapshots --------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "params": {
+                "window": self.window,
+                "topk": self.topk,
+                "position_decay": self.position_decay,
+                "gap_half_life_s": self.gap_half_life_s,
+                "backward": self.backward,
+                "shrink": self.shrink,
+            },
+            "clock": self.clock.to_state(),
+            "nb": {a: dict(row) for a, row in self._nb.items()},
+            "total": self._total.copy(),
+            "last_ts": self._last_ts,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> CoOccurrence:
+        obj = cls(**state["params"], half_life_s=state["clock"]["half_life_s"])
+        obj.clock = DecayClock.from_state(state["clock"])
+        obj._nb = {a: dict(row) for a, row in state["nb"].items()}
+        obj._total = np.array(state["total"], dtype=np.float64)
+        obj._last_ts = state["last_ts"]
+        return obj

@@ -1,0 +1,151 @@
+"""The embedded run: drive an engine from a sequence of messages in log order, in-process.
+
+This is the loop behind ``vidrec run`` and ``vidrec evaluate``: videos are embedded in batches
+(consecutive videos share one encoder call), each user event is scored by the evaluator before
+the engine learns from it (predict, then learn), and every published list is handed on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from schemas import ForgetUser, Recommendations, UserEvent, VideoPublished
+from workers.engine import Engine
+from workers.evaluation import Evaluator
+from workers.settings import EngineSettings
+
+
+@dataclass
+class RunStats:
+    videos: int = 0
+    events: int = 0
+    duplicates: int = 0
+    forgets: int = 0
+    published: int = 0
+    bad: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        return {
+            "videos": self.videos,
+            "events": self.events,
+            "duplicates": self.duplicates,
+            "forgets": self.forgets,
+            "published": self.published,
+            "bad_lines": self.bad,
+            "seconds": round(self.seconds, 2),
+            "events_per_s": round(self.events / self.seconds, 1) if self.seconds else 0.0,
+            "latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "latency_p99_ms": round(float(np.percentile(lat, 99)), 3),
+        }
+
+
+def drive(
+    messages: Iterable[Any],
+    engine: Engine,
+    *,
+    evaluator: Evaluator | None = None,
+    on_recommendations: Callable[[Recommendations], None] | None = None,
+    on_bad: Callable[[Any], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    video_batch: int = 64,
+) -> RunStats:
+    """Feed messages to ``engine`` in order; anything that is not a message goes to ``on_bad``."""
+    stats = RunStats()
+    pending: list[VideoPublished] = []
+    t0 = time.perf_counter()
+
+    def flush() -> None:
+        if pending:
+            engine.on_videos(pending)
+            stats.videos += len(pending)
+            pending.clear()
+
+    for n, msg in enumerate(messages, start=1):
+        if isinstance(msg, VideoPublished):
+            if evaluator is not None:
+                evaluator.on_video(msg)
+            pending.append(msg)
+            if len(pending) >= video_batch:
+                flush()
+        elif isinstance(msg, UserEvent):
+            flush()
+            if evaluator is not None:
+                evaluator.on_event(msg)
+            recs = engine.on_event(msg)
+            stats.events += 1
+            if recs is None:
+                stats.duplicates += 1
+                continue
+            stats.published += 1
+            stats.latencies_ms.append(recs.latency_ms)
+            if evaluator is not None:
+                evaluator.on_recommendations(recs)
+            if on_recommendations is not None:
+                on_recommendations(recs)
+        elif isinstance(msg, ForgetUser):
+            flush()
+            engine.on_forget(msg)
+            stats.forgets += 1
+        elif isinstance(msg, Recommendations):
+            continue
+        else:
+            stats.bad += 1
+            if on_bad is not None:
+                on_bad(msg)
+        if on_progress is not None and n % 1000 == 0:
+            on_progress(n)
+    flush()
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+class CachedEncoder:
+    """Wraps an encoder with a text -> vector cache, so several replays embed each video once."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+        self.dim = encoder.dim
+        self.name = encoder.name
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode_many(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            for t, v in zip(missing, self.encoder.encode_many(missing), strict=True):
+                self._cache[t] = v
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])
+
+
+# name -> (sources, features, settings overrides, fresh slots on)
+BASELINES: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, Any]]] = {
+    "popularity": (("popular",), ("popular",), {"popularity_half_life_days": 3650.0}),
+    "recent popularity": (("popular",), ("popular",), {"popularity_half_life_days": 1.0}),
+    "co-occurrence": (("cooc",), ("cooc",), {}),
+    "factors": (("mf",), ("mf",), {}),
+    "content": (("content",), ("content",), {}),
+}
+BEHAVIOUR_ONLY = ("popularity", "recent popularity", "co-occurrence", "factors")
+
+
+def make_engine(
+    name: str, settings: EngineSettings, encoder: Any, index_factory: Callable[[], Any]
+) -> Engine:
+    """The hybrid engine (``name='hybrid'``) or one of the single-source baselines."""
+    if name == "hybrid":
+        return Engine(settings, encoder, index_factory())
+    sources, features, overrides = BASELINES[name]
+    s = settings.model_copy(update=overrides)
+    index = index_factory() if "content" in sources else None
+    eng = Engine(s, encoder, index, sources=sources, features=features, learn_fusion=False)
+    eng.cfg = type(eng.cfg)(**{**eng.cfg.__dict__, "fresh_slots": 0})
+    return eng

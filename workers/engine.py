@@ -1,0 +1,603 @@
+"""The per-event engine: ``on_video``, ``on_event -> Recommendations``, ``on_forget``, ``recommend``
+(one object, used by the embedded run and the workers alike).
+
+Both the embedded run and the faust workers call these same functions. Each user event is
+handled in two steps, so that the streaming path can partition them:
+
+- the **user step** (``user_step``) reads and updates only that user's state and returns the
+  item-side effects as plain data (``ItemDeltas``: co-count, popularity, item-factor and fusion
+  increments, items named by video id);
+- the **item step** (``apply_item_deltas``) adds those increments to the global item state.
+
+In-process they run back to back; across workers the deltas travel through a topic. Counts are
+additive, so applying the same deltas in any order gives the same counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from schemas import (
+    SCHEMA_VERSION,
+    EventType,
+    ForgetUser,
+    Recommendations,
+    RecommendedItem,
+    SourceScores,
+    UserEvent,
+    VideoPublished,
+    utcnow,
+)
+from workers.catalog import Catalog
+from workers.cooc import CoOccurrence
+from workers.decay import half_life_days
+from workers.factors import Factors
+from workers.popularity import Popularity
+from workers.ranker import (
+    FEATURES,
+    SOURCES,
+    Fusion,
+    Ranked,
+    RankerConfig,
+    content_profile,
+    featurise,
+    fuse_and_rank,
+)
+from workers.settings import EngineSettings
+
+ENGINE_VERSION = "vidrec-engine-1"
+
+
+def event_weights(settings: EngineSettings) -> dict[EventType, float]:
+    return {t: float(getattr(settings, f"weight_{t.value}")) for t in EventType}
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+@dataclass
+class UserState:
+    """Everything held about one user; every collection is capped by a setting."""
+
+    history: deque = field(default_factory=deque)  # (video_id, ts, weight), most recent first
+    seen: dict[str, None] = field(default_factory=dict)  # insertion-ordered, capped
+    dedup: dict[int, None] = field(default_factory=dict)  # hashes of recent event ids, capped
+    last_recs: list[str] = field(default_factory=list)  # the last published list
+    last_ts: float = 0.0
+    events: int = 0
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "history": list(self.history),
+            "seen": list(self.seen),
+            "dedup": list(self.dedup),
+            "last_recs": list(self.last_recs),
+            "last_ts": self.last_ts,
+            "events": self.events,
+        }
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any]) -> UserState:
+        return cls(
+            deque(tuple(h) for h in s["history"]),
+            dict.fromkeys(s["seen"]),
+            dict.fromkeys(s["dedup"]),
+            list(s["last_recs"]),
+            s["last_ts"],
+            s["events"],
+        )
+
+
+@dataclass
+class ItemDeltas:
+    """Item-side effects of one user event, naming items by video id (safe to ship anywhere)."""
+
+    cooc: list[tuple[str, str, float, float]] = field(default_factory=list)
+    popularity: list[tuple[str, float, float]] = field(default_factory=list)
+    factors: list[tuple[str, list[float], float]] = field(default_factory=list)
+    fusion: list[float] | None = None
+    ts: float = 0.0
+
+    def is_empty(self) -> bool:
+        return not (self.cooc or self.popularity or self.factors or self.fusion is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cooc": self.cooc,
+            "popularity": self.popularity,
+            "factors": self.factors,
+            "fusion": self.fusion,
+            "ts": self.ts,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ItemDeltas:
+        return cls(
+            [tuple(x) for x in d["cooc"]],
+            [tuple(x) for x in d["popularity"]],
+            [(a, list(g), b) for a, g, b in d["factors"]],
+            d.get("fusion"),
+            d.get("ts", 0.0),
+        )
+
+
+class Engine:
+    """The recommender: pure, broker-free, deterministic for a given event order and seed.
+
+    Parameters
+    ----------
+    settings
+        Engine knobs; see ``EngineSettings``.
+    encoder
+        Anything with ``dim``, ``name`` and ``encode_many(texts) -> (n, dim) array``.
+    index
+        A ``VideoIndex`` (Qdrant). ``None`` keeps content search in memory, which is only for
+        engines without a content source (the behaviour baselines).
+    sources
+        Which candidate sources and features are switched on; the baselines switch off all but one.
+    """
+
+    def __init__(
+        self,
+        settings: EngineSettings | None = None,
+        encoder: Any = None,
+        index: Any = None,
+        sources: Sequence[str] = SOURCES,
+        features: Sequence[str] | None = None,
+        learn_fusion: bool = True,
+    ) -> None:
+        self.settings = s = settings or EngineSettings()
+        self.encoder = encoder
+        self.index = index
+        self.dim = encoder.dim if encoder is not None else 384
+        self.weights = event_weights(s)
+        self.cfg = RankerConfig(
+            sources=tuple(sources),
+            fresh_s=half_life_days(s.fresh_days),
+        )
+        self.catalog = Catalog(self.dim)
+        self.cooc = CoOccurrence(
+            window=s.cooc_window,
+            topk=s.cooc_topk,
+            half_life_s=half_life_days(s.cooc_half_life_days),
+        )
+        self.factors = Factors(dim=s.factors_dim, content_dim=self.dim, seed=s.seed)
+        self.popularity = Popularity(half_life_days(s.popularity_half_life_days))
+        if features is None:
+            features = [f for f in FEATURES if self._feature_on(f)]
+        self.fusion = Fusion(lr=0.02 if learn_fusion else 0.0, enabled=features)
+        self.users: dict[str, UserState] = {}
+        self.now = 0.0
+        self.n_events = 0
+        self._neg_pool: deque[int] = deque(maxlen=5000)
+
+    def _feature_on(self, f: str) -> bool:
+        src = set(self.cfg.sources)
+        needs = {
+            "cooc": {"cooc"},
+            "content": {"content"},
+            "mf": {"mf"},
+            "popular": {"popular"},
+            "recent": {"popular"},
+            "fresh_content": {"content"},
+            "pop_content": {"popular", "content"},
+        }[f]
+        return needs <= src
+
+    # -- videos -----------------------------------------------------------------------------
+    def on_video(self, video: VideoPublished) -> None:
+        self.on_videos([video])
+
+    def on_videos(
+        self, videos: Sequence[VideoPublished], vectors: np.ndarray | None = None
+    ) -> None:
+        """Embed a batch of videos (one encoder call) and make them recommendable at once."""
+        if not videos:
+            return
+        if vectors is None:
+            if self.encoder is None:
+                vectors = np.zeros((len(videos), self.dim), dtype=np.float32)
+            else:
+                vectors = self.encoder.encode_many([v.text() for v in videos])
+        pubs = [v.published_at.timestamp() for v in videos]
+        if self.index is not None:
+            self.index.upsert_many(
+                [v.video_id for v in videos],
+                vectors,
+                [_payload(v, p) for v, p in zip(videos, pubs, strict=True)],
+            )
+        for v, vec, pub in zip(videos, vectors, pubs, strict=True):
+            new = self.catalog.get(v.video_id) is None
+            idx = self.catalog.add(v.video_id, pub)
+            self.catalog.set_content(idx, vec, pub)
+            if new:
+                self.factors.add_item(idx, vec if self.encoder is not None else None, v.video_id)
+            else:
+                self.factors.set_content(idx, vec)
+
+    # -- user events ------------------------------------------------------------------------
+    def on_event(self, event: UserEvent) -> Recommendations | None:
+        """Learn from one event and return the user's fresh list; ``None`` for a duplicate."""
+        t0 = time.perf_counter()
+        deltas = self.user_step(event)
+        if deltas is None:
+            return None
+        self.apply_item_deltas(deltas)
+        return self.publish(event.user_id, event.event_id, t0)
+
+    def publish(self, user_id: str, trigger_event_id: str | None, t0: float) -> Recommendations:
+        """Rank for the user, remember the head of the list, and build the message."""
+        ranked = self._rank(user_id, self.settings.k)
+        st = self.users.get(user_id)
+        ids = [self.catalog.ids[i] for i in ranked.items]
+        if st is not None:
+            st.last_recs = ids
+        return self._message(user_id, ranked, ids, trigger_event_id, t0)
+
+    def user_step(self, event: UserEvent) -> ItemDeltas | None:
+        """Update the user's own state; return the item-side effects (``None``: duplicate)."""
+        s = self.settings
+        ts = event.ts.timestamp()
+        self.now = max(self.now, ts)
+        st = self.users.get(event.user_id)
+        if st is None:
+            st = self.users[event.user_id] = UserState()
+        h = _hash64(event.event_id)
+        if h in st.dedup:
+            return None
+        st.dedup[h] = None
+        if len(st.dedup) > s.dedup_len:
+            del st.dedup[next(iter(st.dedup))]
+        st.events += 1
+        st.last_ts = max(st.last_ts, ts)
+        self.n_events += 1
+        deltas = ItemDeltas(ts=ts)
+        w = self.weights[event.type]
+        vid = event.video_id
+        if w == 0:
+            return deltas
+        if self.catalog.get(vid) is None:
+            # An event may precede its video (or the video never arrives): learn behaviour now,
+            # content joins when the video does.
+            idx = self.catalog.add(vid, ts)
+            self.factors.add_item(idx, None, vid)
+        idx = self.catalog.get(vid)
+        assert idx is not None
+        deltas.popularity.append((vid, w, ts))
+        if w < 0:
+            self._mark_seen(st, vid)
+            return deltas
+        if vid in st.seen and st.history and st.history[0][0] == vid:
+            # A further positive action on the item just watched (play -> complete -> like):
+            # strengthen it in place instead of co-counting the item with itself.
+            _, hts, hw = st.history[0]
+            st.history[0] = (vid, hts, max(hw, w))
+            return deltas
+        if st.last_recs and self.fusion.lr > 0:
+            grad = self._fusion_gradient(event.user_id, st, idx)
+            deltas.fusion = grad.tolist() if grad is not None else None
+        hist = [(self.catalog.get(v), t, hw) for v, t, hw in st.history]
+        hist = [(i, t, hw) for i, t, hw in hist if i is not None]
+        for a, b, amount, dts in self.cooc.deltas_one(hist, idx, ts, w):
+            deltas.cooc.append((self.catalog.ids[a], self.catalog.ids[b], amount, dts))
+        negs = self._negatives(event.event_id, st, idx)
+        u, fdeltas = self.factors.deltas_one(
+            event.user_id,
+            idx,
+            negs,
+            weight=w,
+        )
+        self.factors.users[event.user_id] = u
+        deltas.factors = [(self.catalog.ids[i], g.tolist(), float(b)) for i, g, b in fdeltas]
+        self._neg_pool.append(idx)
+        st.history.appendleft((vid, ts, w))
+        while len(st.history) > s.history_len:
+            st.history.pop()
+        self._mark_seen(st, vid)
+        return deltas
+
+    def _mark_seen(self, st: UserState, vid: str) -> None:
+        st.seen.pop(vid, None)
+        st.seen[vid] = None
+        if len(st.seen) > max(self.settings.history_len * 10, 100):
+            del st.seen[next(iter(st.seen))]
+
+    def _negatives(self, event_id: str, st: UserState, pos: int, n: int = 4) -> list[int]:
+        """Popularity-proportional negatives (items of recent events), seeded by the event id."""
+        pool = self._neg_pool
+        if not pool:
+            return []
+        rng = np.random.default_rng(_hash64(f"{self.settings.seed}:{event_id}"))
+        picks = rng.integers(0, len(pool), size=n * 2)
+        out = []
+        for p in picks:
+            j = pool[int(p)]
+            if j != pos and self.catalog.ids[j] not in st.seen:
+                out.append(j)
+                if len(out) == n:
+                    break
+        return out
+
+    def apply_item_deltas(self, deltas: ItemDeltas) -> None:
+        """The item step: add one event's item-side increments to the global item state."""
+        self.now = max(self.now, deltas.ts)
+        cat = self.catalog
+
+        def idx(vid: str) -> int:
+            i = cat.get(vid)
+            if i is None:
+                i = cat.add(vid, deltas.ts)
+                self.factors.add_item(i, None, vid)
+            return i
+
+        if deltas.cooc:
+            self.cooc.apply_many((idx(a), idx(b), amt, t) for a, b, amt, t in deltas.cooc)
+        if deltas.popularity:
+            self.popularity.apply_many((idx(v), amt, t) for v, amt, t in deltas.popularity)
+        if deltas.factors:
+            self.factors.apply_many(
+                (idx(v), np.asarray(g, dtype=np.float32), b) for v, g, b in deltas.factors
+            )
+        if deltas.fusion is not None:
+            self.fusion.apply(np.asarray(deltas.fusion, dtype=np.float32))
+
+    def _fusion_gradient(self, user_id: str, st: UserState, pos: int) -> np.ndarray | None:
+        """The item the user picked should have outscored the items we ranked above it.
+
+        Only items of the list we showed are compared: they went through the same candidate
+        generation, so their features are comparable. An item we never showed says nothing
+        about how to weigh the sources against each other (it only says that candidate
+        generation missed it), so it teaches the fusion nothing.
+        """
+        vid = self.catalog.ids[pos]
+        if vid not in st.last_recs:
+            return None
+        above = st.last_recs[: st.last_recs.index(vid)]
+        negs = [i for i in (self.catalog.get(v) for v in above) if i is not None]
+        if not negs:
+            return None
+        items = np.array([pos, *negs], dtype=np.int64)
+        feats = self._features(user_id, st, items)
+        return self.fusion.gradient(feats[0], feats[1:])
+
+    # -- forgetting -------------------------------------------------------------------------
+    def on_forget(self, msg: ForgetUser) -> dict[str, Any]:
+        """Erase the user's own state; returns a receipt of what was erased."""
+        st = self.users.pop(msg.user_id, None)
+        had_factors = self.factors.forget_user(msg.user_id)
+        return {
+            "user_id": msg.user_id,
+            "history_items": len(st.history) if st else 0,
+            "events": st.events if st else 0,
+            "dedup_ids": len(st.dedup) if st else 0,
+            "factors": had_factors,
+            "cached_recommendations": bool(st and st.last_recs),
+        }
+
+    # -- ranking (reads state, never creates any) -------------------------------------------
+    def recommend(self, user_id: str, k: int | None = None) -> Recommendations:
+        t0 = time.perf_counter()
+        ranked = self._rank(user_id, k or self.settings.k)
+        ids = [self.catalog.ids[i] for i in ranked.items]
+        return self._message(user_id, ranked, ids, None, t0)
+
+    def _history_idx(self, st: UserState | None) -> list[tuple[int, float, float]]:
+        if st is None:
+            return []
+        out = []
+        for vid, ts, w in st.history:
+            i = self.catalog.get(vid)
+            if i is not None:
+                out.append((i, ts, w))
+        return out
+
+    def _features(
+        self,
+        user_id: str,
+        st: UserState | None,
+        items: np.ndarray,
+        hist: list[tuple[int, float, float]] | None = None,
+        cooc: dict[int, float] | None = None,
+        profile: np.ndarray | None = None,
+    ) -> np.ndarray:
+        cfg = self.cfg
+        if hist is None:
+            hist = self._history_idx(st)
+        if cooc is None:
+            cooc = self.cooc.score_history_arrays(hist) if "cooc" in cfg.sources else _NO_COOC
+        if profile is None and "content" in cfg.sources:
+            profile = content_profile(
+                self.catalog.vectors,
+                self.catalog.has_content,
+                hist,
+                cfg.profile_len,
+                cfg.profile_decay,
+            )
+        mf = (
+            self.factors.score_many(user_id, items)
+            if "mf" in cfg.sources
+            else np.zeros(len(items), dtype=np.float32)
+        )
+        pop = (
+            self.popularity.normalised(items)
+            if "popular" in cfg.sources
+            else np.zeros(len(items), dtype=np.float32)
+        )
+        return featurise(
+            items,
+            now=self.now,
+            cooc=cooc,
+            profile=profile,
+            vectors=self.catalog.vectors,
+            published_at=self.catalog.published_at,
+            mf=mf,
+            popular=pop,
+            cfg=cfg,
+        )
+
+    def _rank(self, user_id: str, k: int) -> Ranked:
+        cfg = self.cfg
+        st = self.users.get(user_id)
+        hist = self._history_idx(st)
+        seen_ids = st.seen if st is not None else {}
+        cands: list[np.ndarray] = []
+        cooc = _NO_COOC
+        if "cooc" in cfg.sources and hist:
+            cooc = self.cooc.score_history_arrays(hist)
+            cands.append(np.asarray(_top_indices(cooc[1], cfg.n_cooc, cooc[0]), dtype=np.int64))
+        profile = None
+        if "content" in cfg.sources and hist:
+            profile = content_profile(
+                self.catalog.vectors,
+                self.catalog.has_content,
+                hist,
+                cfg.profile_len,
+                cfg.profile_decay,
+            )
+            if profile is not None:
+                found = self._content_candidates(profile, seen_ids)
+                cands.append(np.asarray(found, dtype=np.int64))
+        if "mf" in cfg.sources:
+            cands.append(self.factors.top_items(user_id, cfg.n_mf, len(self.catalog)))
+        if "popular" in cfg.sources or not any(len(c) for c in cands):
+            cands.append(self.popularity.trending(cfg.n_popular).astype(np.int64))
+        items = np.unique(np.concatenate(cands)) if cands else np.zeros(0, dtype=np.int64)
+        if seen_ids and len(items):
+            get = self.catalog.get
+            seen = np.array([i for i in map(get, seen_ids) if i is not None], dtype=np.int64)
+            items = items[~np.isin(items, seen)]
+        if len(items) == 0:
+            return Ranked(items, np.zeros(0, np.float32), np.zeros((0, len(SOURCES)), np.float32))
+        feats = self._features(user_id, st, items, hist=hist, cooc=cooc, profile=profile)
+        cold = ((self.now - self.catalog.published_at[items]) < cfg.fresh_s) & (
+            self.popularity.views_of(items) < cfg.cold_views
+        )
+        return fuse_and_rank(items, feats, self.fusion, k, cfg, cold)
+
+    def _content_candidates(self, profile: np.ndarray, seen: Iterable[str]) -> list[int]:
+        """Nearest videos to the user's content profile, overall and among fresh videos."""
+        cfg = self.cfg
+        seen_list = list(seen)[-200:]
+        if self.index is None:
+            return self._content_candidates_in_memory(profile, seen_list)
+        found = self.index.search(profile, cfg.n_content, exclude_ids=seen_list)
+        found += self.index.search(
+            profile, cfg.n_fresh, exclude_ids=seen_list, min_published_at=self.now - cfg.fresh_s
+        )
+        out = []
+        for vid, _ in found:
+            i = self.catalog.get(vid)
+            if i is not None:
+                out.append(i)
+        return out
+
+    def _content_candidates_in_memory(self, profile: np.ndarray, seen: list[str]) -> list[int]:
+        """Exact search over the in-memory catalogue, for engines built without an index."""
+        cat, cfg = self.catalog, self.cfg
+        n = len(cat)
+        if n == 0:
+            return []
+        sims = cat.vectors[:n] @ profile
+        sims[~cat.has_content[:n]] = -np.inf
+        for v in seen:
+            i = cat.get(v)
+            if i is not None:
+                sims[i] = -np.inf
+        out = _top_indices(sims, cfg.n_content)
+        fresh = np.where(self.now - cat.published_at[:n] < cfg.fresh_s, sims, -np.inf)
+        return out + _top_indices(fresh, cfg.n_fresh)
+
+    def _message(
+        self, user_id: str, ranked: Ranked, ids: list[str], trigger: str | None, t0: float
+    ) -> Recommendations:
+        # Built with model_construct: every value comes from the engine itself, and validating
+        # twenty nested models per event would cost more than ranking them.
+        scores = np.round(ranked.scores.astype(np.float64), 6).tolist()
+        sources = np.round(ranked.sources.astype(np.float64), 6).tolist()
+        items = [
+            RecommendedItem.model_construct(
+                video_id=vid,
+                score=sc,
+                sources=SourceScores.model_construct(content=s[1], cooc=s[0], mf=s[2], popular=s[3]),
+            )
+            for vid, sc, s in zip(ids, scores, sources, strict=True)
+        ]
+        return Recommendations.model_construct(
+            schema_version=SCHEMA_VERSION,
+            kind="recommendations",
+            user_id=user_id,
+            items=items,
+            trigger_event_id=trigger,
+            generated_at=utcnow(),
+            latency_ms=round((time.perf_counter() - t0) * 1000.0, 3),
+            model={
+                "engine": ENGINE_VERSION,
+                "encoder": getattr(self.encoder, "name", "none"),
+                "events": str(self.n_events),
+            },
+        )
+
+    # -- snapshots --------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings.model_dump(),
+            "sources": list(self.cfg.sources),
+            "catalog": self.catalog.to_state(),
+            "cooc": self.cooc.to_state(),
+            "factors": self.factors.to_state(),
+            "popularity": self.popularity.to_state(),
+            "fusion": self.fusion.to_state(),
+            "users": {u: st.to_state() for u, st in self.users.items()},
+            "now": self.now,
+            "n_events": self.n_events,
+            "neg_pool": list(self._neg_pool),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], encoder: Any = None, index: Any = None) -> Engine:
+        """Rebuild an engine; the index must already hold the videos (it is its own store)."""
+        obj = cls(EngineSettings(**state["settings"]), encoder, index, sources=state["sources"])
+        obj.catalog = Catalog.from_state(state["catalog"])
+        obj.cooc = CoOccurrence.from_state(state["cooc"])
+        obj.factors = Factors.from_state(state["factors"])
+        obj.popularity = Popularity.from_state(state["popularity"])
+        obj.fusion = Fusion.from_state(state["fusion"])
+        obj.users = {u: UserState.from_state(s) for u, s in state["users"].items()}
+        obj.now = state["now"]
+        obj.n_events = state["n_events"]
+        obj._neg_pool = deque(state["neg_pool"], maxlen=5000)
+        return obj
+
+
+_NO_COOC = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+
+
+def _top_indices(scores: np.ndarray, n: int, ids: np.ndarray | None = None) -> list[int]:
+    """The (unordered) ``n`` best finite entries, as positions or as ``ids[position]``."""
+    n = min(n, len(scores))
+    if n == 0:
+        return []
+    top = np.argpartition(-scores, n - 1)[:n]
+    top = top[np.isfinite(scores[top])]
+    return (ids[top] if ids is not None else top).tolist()
+
+
+def _payload(v: VideoPublished, published_at: float) -> dict[str, Any]:
+    return {
+        "video_id": v.video_id,
+        "published_at": published_at,
+        "title": v.title,
+        "tags": list(v.tags),
+        "category": v.category,
+        "duration_s": v.duration_s,
+        "language": v.language,
+        "creator_id": v.creator_id,
+    }
