@@ -1,7 +1,11 @@
-"""The Qdrant video index in embedded local mode: idempotent upserts, exact filtered search."""
+"""The Qdrant video index over every embedded backend: same answers from edge and local mode."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -11,8 +15,19 @@ import numpy as np
 import pytest
 
 import workers.index as index_mod
-from workers.index import VIDEO_NAMESPACE, VideoIndex, VideoIndexError, point_id
+from workers.index import (
+    VIDEO_NAMESPACE,
+    VideoIndex,
+    VideoIndexError,
+    edge_available,
+    point_id,
+    resolve_backend,
+)
 from workers.settings import IndexSettings
+
+HAS_EDGE = edge_available()
+needs_edge = pytest.mark.skipif(not HAS_EDGE, reason="qdrant-edge-py is not installed")
+BACKENDS = ["local", pytest.param("edge", marks=needs_edge)]
 
 DIM = 32
 N = 200
@@ -39,12 +54,21 @@ def brute_force(
     return keep[:k]
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each embedded backend in turn; every test that opens an index runs once per backend."""
+    return request.param
+
+
 @pytest.fixture
-def make_index(tmp_path: Path) -> Iterator[Callable[..., VideoIndex]]:
+def make_index(tmp_path: Path, backend: str) -> Iterator[Callable[..., VideoIndex]]:
     opened: list[VideoIndex] = []
 
-    def make(path: Path | None = tmp_path / "qdrant", dim: int = DIM) -> VideoIndex:
-        idx = VideoIndex(IndexSettings(path=str(path) if path else None), dim=dim)
+    def make(
+        path: Path | None = tmp_path / "qdrant", dim: int = DIM, backend: str = backend
+    ) -> VideoIndex:
+        settings = IndexSettings(path=str(path) if path else None, backend=backend)
+        idx = VideoIndex(settings, dim=dim)
         opened.append(idx)
         return idx
 
@@ -55,7 +79,9 @@ def make_index(tmp_path: Path) -> Iterator[Callable[..., VideoIndex]]:
 
 @pytest.fixture
 def filled(make_index: Callable[..., VideoIndex]) -> VideoIndex:
-    idx = make_index()
+    """N videos in a throwaway store: local mode writes ~100 points/s to disk, so only the
+    persistence tests pay for a folder (edge's throwaway store is a folder anyway)."""
+    idx = make_index(None)
     idx.upsert_many(IDS, VECS, PAYLOADS)
     return idx
 
@@ -85,7 +111,7 @@ def test_upsert_twice_is_idempotent_and_overwrites(filled: VideoIndex) -> None:
 
 
 def test_upsert_spans_several_batches(make_index: Callable[..., VideoIndex]) -> None:
-    idx = make_index()
+    idx = make_index(None)
     n = index_mod.UPSERT_BATCH * 2 + 7
     ids = [f"b{i}" for i in range(n)]
     idx.upsert_many(ids, unit_rows(n, seed=3), [{"published_at": T0}] * n)
@@ -205,10 +231,88 @@ def test_second_open_of_a_locked_folder_is_a_clear_error(
     make_index(tmp_path / "store")
     with pytest.raises(VideoIndexError, match="already accessed") as err:
         make_index(tmp_path / "store")
-    assert isinstance(err.value.__cause__, RuntimeError)
+    assert err.value.__cause__ is not None
 
 
-def test_in_memory_mode(make_index: Callable[..., VideoIndex]) -> None:
+def test_in_memory_mode_leaves_nothing_behind(
+    make_index: Callable[..., VideoIndex], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``path=None`` works alike everywhere; edge's temporary folder is gone after close."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     idx = make_index(None)
     idx.upsert_many(IDS[:10], VECS[:10], PAYLOADS[:10])
     assert idx.count() == 10 and idx.search(VECS[2], 1)[0][0] == "vid-2"
+    other = make_index(None)  # two throwaway stores do not share data or a lock
+    assert other.count() == 0
+    idx.close()
+    other.close()
+    assert list(scratch.iterdir()) == []
+
+
+_WRITE_AND_DIE = """
+import os, sys
+import numpy as np
+from workers.index import VideoIndex
+from workers.settings import IndexSettings
+
+idx = VideoIndex(IndexSettings(path=sys.argv[1], backend=sys.argv[2]), dim=int(sys.argv[3]))
+vecs = np.eye(int(sys.argv[3]), dtype=np.float32)[:5]
+idx.upsert_many([f"v{i}" for i in range(5)], vecs, [{"published_at": 1.0}] * 5)
+os._exit(0)  # no close, no flush: what upsert_many returned must already be durable
+"""
+
+
+def test_upserts_survive_a_process_that_dies_without_close(
+    make_index: Callable[..., VideoIndex], tmp_path: Path, backend: str
+) -> None:
+    store = tmp_path / "crash"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run(
+        [sys.executable, "-c", _WRITE_AND_DIE, str(store), backend, str(DIM)],
+        check=True,
+        env=env,
+        timeout=120,
+    )
+    idx = make_index(store)
+    assert idx.count() == 5
+    assert idx.search(np.eye(DIM, dtype=np.float32)[3], 1)[0][0] == "v3"
+
+
+@needs_edge
+def test_a_folder_keeps_its_backend(tmp_path: Path) -> None:
+    """A store in one embedded format is never opened empty by the other one."""
+    store = str(tmp_path / "store")
+    with VideoIndex(IndexSettings(path=store, backend="local"), dim=DIM) as idx:
+        idx.upsert_many(IDS[:3], VECS[:3], PAYLOADS[:3])
+    assert resolve_backend(IndexSettings(path=store)) == "local"
+    with VideoIndex(IndexSettings(path=store), dim=DIM) as idx:
+        assert idx.backend == "local" and idx.count() == 3
+    with pytest.raises(VideoIndexError, match="VIDREC_QDRANT_BACKEND=local"):
+        VideoIndex(IndexSettings(path=store, backend="edge"), dim=DIM)
+    with VideoIndex(IndexSettings(path=store, collection="other"), dim=DIM) as idx:
+        assert idx.backend == "edge"  # another collection in the same folder is new: edge
+    with pytest.raises(VideoIndexError, match="VIDREC_QDRANT_BACKEND=edge"):
+        VideoIndex(IndexSettings(path=store, collection="other", backend="local"), dim=DIM)
+
+
+def test_auto_backend_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    monkeypatch.delenv("VIDREC_QDRANT_BACKEND", raising=False)
+    assert resolve_backend(IndexSettings(QDRANT_URL="http://qdrant:6333")) == "server"
+    assert resolve_backend(IndexSettings(QDRANT_URL="http://q:6333", backend="edge")) == "edge"
+    assert resolve_backend(IndexSettings()) == ("edge" if HAS_EDGE else "local")
+    assert resolve_backend(IndexSettings(path=str(tmp_path))) == ("edge" if HAS_EDGE else "local")
+    monkeypatch.setattr(index_mod, "edge_available", lambda: False)
+    assert resolve_backend(IndexSettings()) == "local"
+    with pytest.raises(VideoIndexError, match="pip install qdrant-edge-py"):
+        VideoIndex(IndexSettings(backend="edge"), dim=DIM)
+    monkeypatch.setenv("VIDREC_QDRANT_BACKEND", "local")
+    assert IndexSettings().backend == "local"
+
+
+@pytest.mark.parametrize("name", ["", "..", "a/b"])
+def test_collection_must_be_a_plain_name(name: str) -> None:
+    with pytest.raises(ValueError, match="plain name"):
+        VideoIndex(IndexSettings(collection=name, backend="local"), dim=DIM)

@@ -6,7 +6,9 @@ object, so tests and several engines in one process never share hidden globals.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,14 +36,20 @@ class IndexSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VIDREC_QDRANT_", extra="ignore")
 
+    backend: Literal["auto", "edge", "local", "server"] = Field(
+        default="auto",
+        description="'server' (needs url), 'edge' (qdrant-edge embedded, Rust), 'local' "
+        "(qdrant-client's pure-Python local mode); 'auto' = server when url is set, else edge "
+        "when qdrant-edge is installed, else local (a folder already in local format stays local).",
+    )
     path: str | None = Field(
         default=None,
-        description="Folder of Qdrant's embedded local mode; None = in memory.",
+        description="Folder of the embedded backend (edge or local); None = a throwaway store.",
     )
     url: str | None = Field(
         default=None,
-        validation_alias="QDRANT_URL",
-        description="Qdrant server URL (QDRANT_URL); when set, path is ignored.",
+        validation_alias=AliasChoices("url", "QDRANT_URL", "VIDREC_QDRANT_URL"),
+        description="Qdrant server URL (QDRANT_URL); selects the server backend under 'auto'.",
     )
     api_key: SecretStr | None = Field(default=None, description="Qdrant API key.")
     collection: str = Field(default="videos", description="Collection name.")
