@@ -1,0 +1,401 @@
+"""The faust app of ``vidrec worker``: settings, topics, the users table, agents and replication.
+
+A worker is one process holding one ``Engine``. It joins the consumer group
+``<prefix>-worker`` for ``videos`` and ``user-events`` (so W workers split the partitions), and
+it reads *all* partitions of ``video-vectors`` and ``item-deltas`` from the beginning with a
+group-less consumer (the replicator), so that every worker holds the whole catalogue and the
+global item state. Per-user state lives in a faust table changelogged to Kafka.
+
+What a restarted worker gets back:
+
+- **user state** (history, seen set, event-id dedup set, last list, user factors): from the
+  users table, i.e. its changelog topic, for the partitions it is assigned;
+- **catalogue and content vectors**: by replaying the compacted ``video-vectors`` topic (its
+  Qdrant index is rebuilt from it; no re-embedding);
+- **item state** (co-occurrence counts, item factors, popularity, fusion weights): by replaying
+  ``item-deltas``, which is why that topic's retention is unlimited by default;
+
+and it serves no user event before that replay has reached the offsets that existed at start.
+Not restored: the negative-sampling pool (it refills from new events) and the event counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.settings import KafkaSettings
+from streams.topics import (
+    DEAD_LETTERS,
+    ITEM_DELTAS,
+    RECOMMENDATIONS,
+    USER_EVENTS,
+    VIDEO_VECTORS,
+    VIDEOS,
+    Topics,
+    create_topics,
+    partition_ids,
+)
+
+log = logging.getLogger(__name__)
+
+USERS_TABLE = "users"
+
+
+class WorkerSettings(BaseSettings):
+    """A streaming worker (``VIDREC_WORKER_...``); broker, topics, encoder, index and engine
+    have their own settings (``VIDREC_KAFKA_``, ``VIDREC_TOPIC_``, ``VIDREC_ENCODER_``,
+    ``VIDREC_QDRANT_``/``QDRANT_URL``, ``VIDREC_ENGINE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDREC_WORKER_", extra="ignore")
+
+    store: str = Field(
+        default="memory://",
+        description="faust table store; memory:// rebuilds tables from their changelog at start "
+        "(VIDREC_WORKER_STORE).",
+    )
+    web_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of faust's web server (stats); 0 = off, so several workers on one "
+        "machine never clash (VIDREC_WORKER_WEB_PORT).",
+    )
+    web_host: str = Field(default="127.0.0.1", description="Interface of the web server.")
+    video_batch: int = Field(
+        default=64, ge=1, le=4096, description="Videos per encoder call (micro-batch cap)."
+    )
+    video_within_s: float = Field(
+        default=0.05, gt=0, description="Longest wait to fill a video micro-batch, seconds."
+    )
+    delta_dedup: int = Field(
+        default=100_000, ge=1, description="Event ids remembered to apply each event's deltas once."
+    )
+    replicate_max_records: int = Field(default=500, ge=1, description="Records per replica batch.")
+    status_interval_s: float = Field(
+        default=30.0, ge=0, description="Print counters this often (0 = never)."
+    )
+    loglevel: str = Field(default="warning", description="Log level of faust and vidrec.")
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """faust's ``broker_credentials`` for a secured cluster (``None`` for plaintext)."""
+    import faust
+
+    ctx = _ssl_context(kafka)
+    if kafka.security_protocol.startswith("SASL_"):
+        assert kafka.sasl_password is not None
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=ctx,
+        )
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+def _ssl_context(kafka: KafkaSettings) -> Any:
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    import ssl
+
+    return ssl.create_default_context(cafile=kafka.ssl_cafile)
+
+
+def aiokafka_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection options of an aiokafka client (the replicator's consumer)."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": kafka.servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    ctx = _ssl_context(kafka)
+    if ctx is not None:
+        kwargs["ssl_context"] = ctx
+    if kafka.security_protocol.startswith("SASL_"):
+        assert kafka.sasl_password is not None
+        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
+        kwargs["sasl_plain_username"] = kafka.sasl_username
+        kwargs["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return kwargs
+
+
+@dataclass
+class WorkerApp:
+    """A configured worker: the faust app and the parts it wires together."""
+
+    app: Any
+    adapter: Any
+    topics: Topics
+    channels: dict[str, Any]
+    table: Any
+    agents: dict[str, Any]
+    ready: asyncio.Event
+    settings: WorkerSettings
+    kafka: KafkaSettings
+    index: Any = None
+    executor: ThreadPoolExecutor | None = None
+    assigned: set[int] = field(default_factory=set)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.index is not None:
+            self.index.close()
+
+
+def make_app(
+    worker: WorkerSettings | None = None,
+    kafka: KafkaSettings | None = None,
+    topics: Topics | None = None,
+    *,
+    engine: Any = None,
+    replicate: bool = True,
+) -> WorkerApp:
+    """Build a worker's faust app around an engine.
+
+    Parameters
+    ----------
+    engine
+        The engine to serve; by default one is built from the environment: the encoder of
+        ``VIDREC_ENCODER_MODEL_PATH`` (``hashing`` for the model-free one) and a Qdrant index
+        (in memory unless ``VIDREC_QDRANT_PATH`` or ``QDRANT_URL``; a local-mode folder can be
+        opened by one worker only).
+    replicate
+        Start the replicator task; agent tests with ``test_context`` switch it off.
+    """
+    import faust
+
+    from workers.agents import EngineAdapter, register_agents
+
+    worker = worker or WorkerSettings()
+    kafka = kafka or KafkaSettings()
+    topics = topics or Topics()
+    index = None
+    if engine is None:
+        engine, index = _default_engine()
+    adapter = EngineAdapter(engine, origin=uuid.uuid4().hex, delta_dedup=worker.delta_dedup)
+    ts = topics.settings
+    app = faust.App(
+        topics.app_id,
+        broker=[f"kafka://{s}" for s in kafka.servers],
+        broker_credentials=faust_credentials(kafka),
+        store=worker.store,
+        autodiscover=False,
+        web_enabled=worker.web_port > 0,
+        web_port=worker.web_port or 6066,
+        web_host=worker.web_host,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=ts.partitions,
+        topic_replication_factor=ts.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+    )
+
+    def topic(stage: str) -> Any:
+        spec = topics.specs[stage]
+        return app.topic(spec.name, key_type=bytes, value_type=bytes, partitions=spec.partitions)
+
+    channels = {
+        s: topic(s)
+        for s in (VIDEOS, USER_EVENTS, RECOMMENDATIONS, DEAD_LETTERS, ITEM_DELTAS, VIDEO_VECTORS)
+    }
+    table = app.Table(USERS_TABLE, key_type=bytes, value_type=bytes, partitions=ts.partitions)
+    ready = asyncio.Event()
+    if not replicate:
+        ready.set()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidrec-encoder")
+    agents = register_agents(
+        app,
+        adapter,
+        channels,
+        table,
+        video_batch=worker.video_batch,
+        video_within_s=worker.video_within_s,
+        executor=executor,
+        ready=ready,
+    )
+    wa = WorkerApp(
+        app, adapter, topics, channels, table, agents, ready, worker, kafka, index, executor
+    )
+    _connect_signals(wa)
+    if replicate:
+        app.task(_replicator(wa))
+    if worker.status_interval_s > 0:
+        app.timer(worker.status_interval_s)(_status(wa))
+    return wa
+
+
+def _default_engine() -> tuple[Any, Any]:
+    from workers.encoder import load_encoder
+    from workers.engine import Engine
+    from workers.index import VideoIndex
+    from workers.settings import EncoderSettings, EngineSettings, IndexSettings
+
+    encoder = load_encoder(EncoderSettings())
+    index = VideoIndex(IndexSettings(), dim=encoder.dim)
+    return Engine(EngineSettings(), encoder, index), index
+
+
+def _say(wa: WorkerApp, text: str) -> None:
+    """A status line on stderr (what ``vidrec up`` and the tests wait for)."""
+    print(f"vidrec worker {wa.adapter.origin[:8]}: {text}", file=sys.stderr, flush=True)
+
+
+def _connect_signals(wa: WorkerApp) -> None:
+    user_topic = wa.topics.user_events
+
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        gone = {tp.partition for tp in revoked if tp.topic == user_topic}
+        wa.assigned -= gone
+        evicted = wa.adapter.evict_partitions(gone)
+        if gone:
+            log.info(
+                "revoked %s partitions %s; evicted %d users", user_topic, sorted(gone), evicted
+            )
+
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        wa.assigned = {tp.partition for tp in assigned if tp.topic == user_topic}
+        parts = sorted(wa.assigned)
+
+        async def announce() -> None:
+            await wa.ready.wait()
+            if sorted(wa.assigned) == parts:
+                _say(wa, f"serving {user_topic} partitions {parts}")
+
+        asyncio.ensure_future(announce())
+
+    wa.app.on_partitions_revoked.connect(on_revoked)
+    wa.app.on_partitions_assigned.connect(on_assigned)
+
+
+def _replicator(wa: WorkerApp) -> Any:
+    """The task that feeds every worker all of ``video-vectors`` and ``item-deltas``."""
+
+    async def replicate() -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        stage_of = {wa.topics.video_vectors: VIDEO_VECTORS, wa.topics.item_deltas: ITEM_DELTAS}
+        consumer = AIOKafkaConsumer(
+            **aiokafka_kwargs(wa.kafka),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+        )
+        await consumer.start()
+        try:
+            loop = asyncio.get_running_loop()
+            ids = await loop.run_in_executor(None, partition_ids, wa.kafka, list(stage_of))
+            tps = [TopicPartition(t, p) for t in stage_of for p in ids.get(t, ())]
+            missing = sorted(set(stage_of) - set(ids))
+            if missing:
+                raise RuntimeError(f"topics {missing} are missing: run 'vidrec topics create'")
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            behind = {tp for tp, end in ends.items() if end > 0}
+            if not behind:
+                wa.ready.set()
+            while True:
+                batch = await consumer.getmany(
+                    timeout_ms=200, max_records=wa.settings.replicate_max_records
+                )
+                # Videos first: deltas of a batch may name videos of the same batch.
+                for tp in sorted(batch, key=lambda tp: stage_of[tp.topic] != VIDEO_VECTORS):
+                    wa.adapter.on_replicated(stage_of[tp.topic], [r.value for r in batch[tp]])
+                if behind:
+                    for tp in list(behind):
+                        if await consumer.position(tp) >= ends[tp]:
+                            behind.discard(tp)
+                    if not behind:
+                        c = wa.adapter.counts
+                        _say(
+                            wa,
+                            f"replica caught up: {c['videos_replicated']} videos, "
+                            f"{c['deltas_replicated']} item deltas",
+                        )
+                        wa.ready.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A worker without replication would serve stale item state for ever: stop it.
+            log.exception("replicator failed")
+            await wa.app.crash(exc)
+        finally:
+            await consumer.stop()
+
+    return replicate
+
+
+def _status(wa: WorkerApp) -> Any:
+    async def status() -> None:
+        c = wa.adapter.counts
+        _say(wa, " ".join(f"{k}={v}" for k, v in c.items()))
+
+    return status
+
+
+def run(wa: WorkerApp) -> int:
+    """Run the worker until SIGINT/SIGTERM; returns the exit code."""
+    from faust.worker import Worker
+
+    if wa.topics.settings.auto_create:
+        create_topics(wa.kafka, wa.topics)
+    worker = Worker(
+        wa.app,
+        loglevel=wa.settings.loglevel,
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    _say(wa, f"starting: group {wa.topics.app_id}, {wa.kafka.bootstrap_servers}")
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        wa.close()
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from streams.clients import reports_kafka_errors
+
+    return reports_kafka_errors("worker")(_worker)(args)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    updates: dict[str, Any] = {}
+    if args.loglevel:
+        updates["loglevel"] = args.loglevel
+    if args.web_port is not None:
+        updates["web_port"] = args.web_port
+    settings = WorkerSettings().model_copy(update=updates)
+    return run(make_app(settings))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``vidrec worker``."""
+    p = subparsers.add_parser(
+        "worker",
+        help="run a streaming worker (faust) on the Kafka topics",
+        description="Join the worker group of VIDREC_TOPIC_PREFIX: embed new videos, learn from "
+        "user events and publish each user's fresh list. Start more workers to share the "
+        "partitions. Configured by VIDREC_KAFKA_*, VIDREC_TOPIC_*, VIDREC_WORKER_*, "
+        "VIDREC_ENCODER_* (VIDREC_ENCODER_MODEL_PATH=hashing: no transformer), VIDREC_QDRANT_* "
+        "and VIDREC_ENGINE_*. Stop with Ctrl-C or SIGTERM.",
+    )
+    p.add_argument("--loglevel", help="faust/vidrec log level (default: warning)")
+    p.add_argument("--web-port", type=int, help="faust web server port (default: off)")
+    p.set_defaults(func=_cmd_worker)

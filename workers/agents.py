@@ -1,0 +1,427 @@
+"""The faust agents of a worker and the adapter they call: decode a record, call the engine, send.
+
+``EngineAdapter`` holds everything between a Kafka record and the engine and knows nothing of
+faust or of a broker: it turns records into engine calls and engine results into ``Out`` records
+(topic stage, key, value, headers). The agents in ``register_agents`` are a few lines each: they
+take records off a faust stream, hand them to the adapter, and send what it returns. So the same
+engine functions run here as in the embedded loop (``workers.embedded.drive``).
+
+Per user event the adapter
+
+1. decodes and validates it (a failure becomes a dead letter, and processing carries on);
+2. loads the user's snapshot from the worker's table when this engine does not hold the user
+   (a restarted worker, or a partition that moved here from another worker);
+3. runs the engine's user step, applies the item deltas to its own engine and ships them
+   (``item-deltas``) for every other worker;
+4. publishes the user's fresh list (``recommendations``), with the trigger's Kafka timestamp
+   in a header for end-to-end latency, and writes the user's snapshot back to the table.
+
+Item state reaches every worker by replication (``on_replicated``): each applies all item
+deltas but its own, and every embedded video with its vector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable, MutableMapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from schemas import DecodeError, ForgetUser, UserEvent, VideoPublished, decode
+from streams.deadletter import DeadLetter
+from streams.topics import (
+    DEAD_LETTERS,
+    ITEM_DELTAS,
+    RECOMMENDATIONS,
+    TRIGGER_TS_HEADER,
+    USER_EVENTS,
+    VIDEO_VECTORS,
+    VIDEOS,
+)
+from workers.engine import Engine, ItemDeltas, UserState
+
+log = logging.getLogger(__name__)
+
+USER_SNAPSHOT_VERSION = 1
+WIRE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Where a record came from (for dead letters) and when it was produced (for latency)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """A record to send: to the topic of ``stage`` (a ``streams.topics`` stage name)."""
+
+    stage: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+# -- user snapshots (what the worker's table holds per user) -----------------------------------
+def user_snapshot(engine: Engine, user_id: str) -> dict[str, Any] | None:
+    """Everything the engine holds about one user, JSON-able; ``None`` for a user it lacks."""
+    st = engine.users.get(user_id)
+    if st is None:
+        return None
+    u = engine.factors.users.get(user_id)
+    return {
+        "v": USER_SNAPSHOT_VERSION,
+        "user": st.to_state(),
+        "factors": None if u is None else [float(x) for x in u],
+    }
+
+
+def restore_user(engine: Engine, user_id: str, snap: dict[str, Any]) -> None:
+    """Install a user's snapshot in the engine, replacing whatever it held about the user."""
+    engine.users[user_id] = UserState.from_state(snap["user"])
+    if snap.get("factors") is not None:
+        engine.factors.users[user_id] = np.asarray(snap["factors"], dtype=np.float32)
+    else:
+        engine.factors.users.pop(user_id, None)
+
+
+def evict_user(engine: Engine, user_id: str) -> None:
+    """Drop a user from memory (not a forget: the table still holds them)."""
+    engine.users.pop(user_id, None)
+    engine.factors.users.pop(user_id, None)
+
+
+# -- internal wire formats ---------------------------------------------------------------------
+def encode_video_vector(
+    video: VideoPublished, vector: np.ndarray, encoder: str, origin: str
+) -> bytes:
+    vec = np.ascontiguousarray(vector, dtype="<f4")
+    return json.dumps(
+        {
+            "v": WIRE_VERSION,
+            "origin": origin,
+            "encoder": encoder,
+            "video": json.loads(video.to_json()),
+            "vector": base64.b64encode(vec.tobytes()).decode("ascii"),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_video_vector(raw: bytes) -> tuple[VideoPublished, np.ndarray, str]:
+    d = json.loads(raw)
+    video = decode(d["video"], expect=VideoPublished)
+    assert isinstance(video, VideoPublished)
+    vec = np.frombuffer(base64.b64decode(d["vector"]), dtype="<f4").astype(np.float32)
+    return video, vec, str(d.get("encoder", ""))
+
+
+def encode_item_deltas(deltas: ItemDeltas, event: UserEvent, origin: str) -> bytes:
+    return json.dumps(
+        {
+            "v": WIRE_VERSION,
+            "origin": origin,
+            "user_id": event.user_id,
+            "event_id": event.event_id,
+            "deltas": deltas.to_dict(),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class EngineAdapter:
+    """Records in, engine calls, records out; one per worker process, wrapping its engine.
+
+    Parameters
+    ----------
+    engine
+        The worker's engine (its own catalogue, item state and the users it owns).
+    origin
+        This process's id, stamped on the item deltas it ships, so that it skips its own
+        deltas when they come back by replication. A new id per process start: a restarted
+        worker starts from an empty engine and must re-apply what its predecessor shipped.
+    delta_dedup
+        How many applied event ids are remembered, so a redelivered event's deltas are added
+        once per worker (bounded; older ids are forgotten first).
+    """
+
+    def __init__(
+        self, engine: Engine, origin: str | None = None, delta_dedup: int = 100_000
+    ) -> None:
+        self.engine = engine
+        self.origin = origin or uuid.uuid4().hex
+        self.delta_dedup = delta_dedup
+        self._applied: dict[str, None] = {}
+        self._user_partition: dict[str, int] = {}
+        self.counts: dict[str, int] = {
+            "events": 0,
+            "duplicates": 0,
+            "forgets": 0,
+            "published": 0,
+            "dead_letters": 0,
+            "videos_embedded": 0,
+            "videos_replicated": 0,
+            "deltas_replicated": 0,
+            "deltas_skipped": 0,
+        }
+
+    # -- dead letters -----------------------------------------------------------------------
+    def dead_letter(self, key: bytes | None, value: bytes | None, meta: Meta, reason: str) -> Out:
+        self.counts["dead_letters"] += 1
+        log.warning("dead letter %s[%s]@%s: %s", meta.topic, meta.partition, meta.offset, reason)
+        dl = DeadLetter(meta.topic, meta.partition, meta.offset, reason, value, key, stage="decode")
+        return Out(DEAD_LETTERS, key, dl.to_json())
+
+    # -- user events ------------------------------------------------------------------------
+    def on_user_record(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        meta: Meta,
+        table: MutableMapping[bytes, bytes],
+    ) -> list[Out]:
+        """Handle one record of ``user-events``; returns the records to send.
+
+        ``table`` maps a user id (bytes) to the user's snapshot (JSON bytes); in a worker it is
+        a faust table backed by a changelog topic, in a test any dict.
+        """
+        t0 = time.perf_counter()
+        try:
+            msg = decode(value if value is not None else b"")
+        except DecodeError as exc:
+            return [self.dead_letter(key, value, meta, exc.reason)]
+        if not isinstance(msg, UserEvent | ForgetUser):
+            reason = f"kind {msg.kind!r} does not belong on {USER_EVENTS} (send it to {VIDEOS})"
+            return [self.dead_letter(key, value, meta, reason)]
+        user_key = msg.user_id.encode()
+        if key != user_key:
+            reason = (
+                f"record key {key!r} is not the user_id {msg.user_id!r}: user events must be "
+                "keyed by user so that one worker owns each user"
+            )
+            return [self.dead_letter(key, value, meta, reason)]
+        self._user_partition[msg.user_id] = meta.partition
+        self._warm(msg.user_id, user_key, table)
+        if isinstance(msg, ForgetUser):
+            receipt = self.engine.on_forget(msg)
+            table.pop(user_key, None)
+            self._user_partition.pop(msg.user_id, None)
+            self.counts["forgets"] += 1
+            log.info("forgot user %s: %s", msg.user_id, receipt)
+            return []
+        self.counts["events"] += 1
+        deltas = self.engine.user_step(msg)
+        if deltas is None:
+            self.counts["duplicates"] += 1
+            return []
+        outs = []
+        if self._first_application(msg.user_id, msg.event_id):
+            self.engine.apply_item_deltas(deltas)
+            if not deltas.is_empty():
+                outs.append(
+                    Out(ITEM_DELTAS, user_key, encode_item_deltas(deltas, msg, self.origin))
+                )
+        recs = self.engine.publish(msg.user_id, msg.event_id, t0)
+        # after publish: the snapshot holds the head of the list just shown (fusion learns from it)
+        snap = user_snapshot(self.engine, msg.user_id)
+        table[user_key] = json.dumps(snap, separators=(",", ":")).encode()
+        headers = {}
+        if meta.timestamp_ms is not None:
+            headers[TRIGGER_TS_HEADER] = str(int(meta.timestamp_ms)).encode()
+        outs.append(Out(RECOMMENDATIONS, user_key, recs.to_json(), headers))
+        self.counts["published"] += 1
+        return outs
+
+    def _warm(self, user_id: str, user_key: bytes, table: MutableMapping[bytes, bytes]) -> None:
+        """Load the user's snapshot when this engine does not hold the user."""
+        if user_id in self.engine.users:
+            return
+        raw = table.get(user_key)
+        if raw is not None:
+            restore_user(self.engine, user_id, json.loads(raw))
+
+    def _first_application(self, user_id: str, event_id: str) -> bool:
+        """Remember an event's deltas as applied; False when they already were."""
+        k = f"{user_id}\x00{event_id}"
+        if k in self._applied:
+            return False
+        self._applied[k] = None
+        if len(self._applied) > self.delta_dedup:
+            del self._applied[next(iter(self._applied))]
+        return True
+
+    def evict_partitions(self, partitions: Iterable[int]) -> int:
+        """Drop from memory the users of partitions this worker no longer owns.
+
+        Their snapshots live on in the table; if a partition comes back, its users are loaded
+        from there again, never from a copy this worker held before another worker changed it.
+        """
+        gone = set(partitions)
+        users = [u for u, p in self._user_partition.items() if p in gone]
+        for u in users:
+            evict_user(self.engine, u)
+            del self._user_partition[u]
+        return len(users)
+
+    # -- videos -----------------------------------------------------------------------------
+    def decode_videos(
+        self, records: Sequence[tuple[bytes | None, bytes | None, Meta]]
+    ) -> tuple[list[VideoPublished], list[Out]]:
+        """Valid videos of a micro-batch, and dead letters for the rest."""
+        videos: list[VideoPublished] = []
+        bad: list[Out] = []
+        for key, value, meta in records:
+            try:
+                msg = decode(value if value is not None else b"", expect=VideoPublished)
+            except DecodeError as exc:
+                bad.append(self.dead_letter(key, value, meta, exc.reason))
+                continue
+            assert isinstance(msg, VideoPublished)
+            videos.append(msg)
+        return videos, bad
+
+    def encode_videos(self, videos: Sequence[VideoPublished]) -> np.ndarray:
+        """The content vectors of a batch: the slow call, which a worker runs in an executor."""
+        return self.engine.encoder.encode_many([v.text() for v in videos])
+
+    def video_vector_outs(self, videos: Sequence[VideoPublished], vectors: np.ndarray) -> list[Out]:
+        name = getattr(self.engine.encoder, "name", "")
+        self.counts["videos_embedded"] += len(videos)
+        return [
+            Out(VIDEO_VECTORS, v.video_id.encode(), encode_video_vector(v, vec, name, self.origin))
+            for v, vec in zip(videos, vectors, strict=True)
+        ]
+
+    # -- replication (every worker, all partitions) -----------------------------------------
+    def on_replicated(self, stage: str, values: Sequence[bytes | None]) -> int:
+        """Apply a batch from ``video-vectors`` or ``item-deltas``; returns how many applied."""
+        if stage == VIDEO_VECTORS:
+            return self._apply_video_vectors(values)
+        if stage == ITEM_DELTAS:
+            return self._apply_item_deltas(values)
+        raise ValueError(f"nothing to replicate from {stage!r}")
+
+    def _apply_video_vectors(self, values: Sequence[bytes | None]) -> int:
+        videos: list[VideoPublished] = []
+        vecs: list[np.ndarray] = []
+        mine = getattr(self.engine.encoder, "name", "")
+        for raw in values:
+            if raw is None:  # a compaction tombstone
+                continue
+            try:
+                video, vec, enc = decode_video_vector(raw)
+            except (ValueError, KeyError, TypeError, DecodeError) as exc:
+                log.error("skipping an unreadable %s record: %s", VIDEO_VECTORS, exc)
+                continue
+            if vec.shape != (self.engine.dim,):
+                log.error(
+                    "skipping video %s: vector of %s from encoder %r, this worker's %r needs %d; "
+                    "every worker of a deployment must run the same encoder",
+                    video.video_id,
+                    vec.shape,
+                    enc,
+                    mine,
+                    self.engine.dim,
+                )
+                continue
+            videos.append(video)
+            vecs.append(vec)
+        if videos:
+            self.engine.on_videos(videos, vectors=np.stack(vecs))
+            self.counts["videos_replicated"] += len(videos)
+        return len(videos)
+
+    def _apply_item_deltas(self, values: Sequence[bytes | None]) -> int:
+        n = 0
+        for raw in values:
+            if raw is None:
+                continue
+            try:
+                d = json.loads(raw)
+                origin, user_id, event_id = d["origin"], d["user_id"], d["event_id"]
+                deltas = ItemDeltas.from_dict(d["deltas"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("skipping an unreadable %s record: %s", ITEM_DELTAS, exc)
+                continue
+            if origin == self.origin or not self._first_application(user_id, event_id):
+                self.counts["deltas_skipped"] += 1
+                continue
+            self.engine.apply_item_deltas(deltas)
+            n += 1
+        self.counts["deltas_replicated"] += n
+        return n
+
+
+# -- faust --------------------------------------------------------------------------------------
+def meta_of(event: Any) -> Meta:
+    """``Meta`` of a faust event (faust gives the Kafka timestamp in seconds)."""
+    m = event.message
+    ts = getattr(m, "timestamp", None)
+    return Meta(m.topic, m.partition, m.offset, None if ts is None else float(ts) * 1000.0)
+
+
+def register_agents(
+    app: Any,
+    adapter: EngineAdapter,
+    channels: dict[str, Any],
+    table: MutableMapping[bytes, bytes],
+    *,
+    video_batch: int = 64,
+    video_within_s: float = 0.05,
+    executor: Executor | None = None,
+    ready: asyncio.Event | None = None,
+) -> dict[str, Any]:
+    """Define the worker's agents on ``app``; returns them by name.
+
+    Parameters
+    ----------
+    channels
+        faust topics by stage name: ``videos`` and ``user-events`` (read), and
+        ``recommendations``, ``item-deltas``, ``video-vectors``, ``dead-letters`` (written).
+    table
+        The users table (user id -> snapshot), changelogged by faust.
+    executor
+        Where the encoder runs, so a batch of transformer inference never blocks the event loop.
+    ready
+        The user agent waits for it before its first event (set once replication has caught up
+        with the item state that existed when the worker started).
+    """
+
+    async def send_all(outs: Iterable[Out]) -> None:
+        for o in outs:
+            await channels[o.stage].send(key=o.key, value=o.value, headers=o.headers or None)
+
+    async def learn_and_recommend(stream: Any) -> None:
+        if ready is not None:
+            await ready.wait()
+        async for event in stream.events():
+            await send_all(adapter.on_user_record(event.key, event.value, meta_of(event), table))
+
+    async def embed(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(video_batch, within=video_within_s):
+            records = [(e.key, e.value, meta_of(e)) for e in events]
+            videos, bad = adapter.decode_videos(records)
+            await send_all(bad)
+            if videos:
+                vectors = await loop.run_in_executor(executor, adapter.encode_videos, videos)
+                await send_all(adapter.video_vector_outs(videos, vectors))
+
+    return {
+        "learn-and-recommend": app.agent(channels[USER_EVENTS], name="learn-and-recommend")(
+            learn_and_recommend
+        ),
+        "embed": app.agent(channels[VIDEOS], name="embed")(embed),
+    }
