@@ -14,7 +14,6 @@ deltas in any order gives the same counts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -147,8 +146,9 @@ class CoOccurrence:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         keys = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
         vals = np.fromiter(row.values(), dtype=np.float64, count=len(row))
-        tb = np.where(keys < len(self._total), self._total[np.minimum(keys, len(self._total) - 1)],
-                      vals)
+        tb = np.where(
+            keys < len(self._total), self._total[np.minimum(keys, len(self._total) - 1)], vals
+        )
         tb = np.maximum(tb, vals)
         shrink = self.shrink * (self.clock.factor(self._last_ts) if self._last_ts else 1.0)
         return keys, vals / (np.sqrt(self._total[item] * tb) + shrink)

@@ -217,10 +217,11 @@ class Engine:
         for v, vec, pub in zip(videos, vectors, pubs, strict=True):
             new = self.catalog.get(v.video_id) is None
             idx = self.catalog.add(v.video_id, pub)
+            same = self.catalog.has_content[idx] and np.array_equal(self.catalog.vectors[idx], vec)
             self.catalog.set_content(idx, vec, pub)
             if new:
                 self.factors.add_item(idx, vec if self.encoder is not None else None, v.video_id)
-            else:
+            elif not same:  # a redelivered video must not blend its content in again
                 self.factors.set_content(idx, vec)
 
     # -- user events ------------------------------------------------------------------------
@@ -526,7 +527,9 @@ class Engine:
             RecommendedItem.model_construct(
                 video_id=vid,
                 score=sc,
-                sources=SourceScores.model_construct(content=s[1], cooc=s[0], mf=s[2], popular=s[3]),
+                sources=SourceScores.model_construct(
+                    content=s[1], cooc=s[0], mf=s[2], popular=s[3]
+                ),
             )
             for vid, sc, s in zip(ids, scores, sources, strict=True)
         ]
