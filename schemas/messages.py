@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -25,6 +26,22 @@ from pydantic import (
 SCHEMA_VERSION = 1
 
 Id = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
+
+
+def _whole_minute_offset(dt: datetime) -> datetime:
+    """JSON carries UTC offsets to the minute, so an offset with seconds (a zone's historic local
+    mean time, say) would be cut on the way out and shift the instant; such a time is kept in UTC.
+    """
+    off = dt.utcoffset()
+    if off is not None and (off.seconds % 60 or off.microseconds):
+        try:
+            return dt.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time is out of range once converted to UTC") from None
+    return dt
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_whole_minute_offset)]
 
 
 class EventType(StrEnum):
@@ -41,7 +58,10 @@ class EventType(StrEnum):
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    # NaN and infinities are refused: JSON has no spelling for them (they would go out as null)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=False, allow_inf_nan=False
+    )
 
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
 
@@ -62,7 +82,7 @@ class VideoPublished(_Message):
     width: int = Field(default=0, ge=0, le=100_000)
     height: int = Field(default=0, ge=0, le=100_000)
     language: str = Field(default="", max_length=35)
-    published_at: AwareDatetime
+    published_at: Timestamp
     thumbnail_url: str | None = Field(default=None, max_length=2048)
     creator_id: str | None = Field(default=None, max_length=256)
 
@@ -85,7 +105,7 @@ class UserEvent(_Message):
     video_id: Id
     type: EventType
     watch_s: float = Field(default=0.0, ge=0, le=30 * 24 * 3600)
-    ts: AwareDatetime
+    ts: Timestamp
 
 
 class ForgetUser(_Message):
@@ -93,11 +113,11 @@ class ForgetUser(_Message):
 
     kind: Literal["forget"] = "forget"
     user_id: Id
-    ts: AwareDatetime
+    ts: Timestamp
 
 
 class SourceScores(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     content: float = 0.0
     cooc: float = 0.0
@@ -106,7 +126,7 @@ class SourceScores(BaseModel):
 
 
 class RecommendedItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     video_id: Id
     score: float
@@ -120,7 +140,7 @@ class Recommendations(_Message):
     user_id: Id
     items: list[RecommendedItem]
     trigger_event_id: str | None = None
-    generated_at: AwareDatetime
+    generated_at: Timestamp
     latency_ms: float = Field(default=0.0, ge=0)
     model: dict[str, str] = Field(default_factory=dict)
 
@@ -142,9 +162,22 @@ class DecodeError(ValueError):
     """Raised for a record that is not a valid message; ``reason`` is one human-readable line."""
 
     def __init__(self, reason: str, raw: bytes | str | None = None) -> None:
+        reason = _one_line(reason)
         super().__init__(reason)
         self.reason = reason
         self.raw = raw
+
+
+def _one_line(text: str, limit: int = 1000) -> str:
+    """Reasons quote field names and values from the record, and they land in one-line reports
+    and dead-letter headers: escape what is not printable (newlines, surrogates, bidi controls)
+    and cap the length.
+    """
+    if not text.isprintable():
+        text = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+        )
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _reason(exc: ValidationError) -> str:
@@ -173,7 +206,7 @@ def decode(raw: bytes | str | dict[str, Any], expect: type[_Message] | None = No
     """
     try:
         obj = json.loads(raw) if isinstance(raw, bytes | str) else raw
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # bad JSON, bad UTF-8, an integer of over 4300 digits
         raise DecodeError(f"not valid JSON: {exc}", raw) from None
     except RecursionError:
         raise DecodeError("not valid JSON: nested too deeply", raw) from None

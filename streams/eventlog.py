@@ -28,13 +28,19 @@ class BadLine:
 
 
 def open_text(path: str | Path, mode: str = "r") -> IO[str]:
-    """Open a log for text I/O; ``-`` is stdin/stdout and a ``.gz`` suffix means gzip."""
+    """Open a log for text I/O; ``-`` is stdin/stdout and a ``.gz`` suffix means gzip.
+
+    Reading keeps bytes that are not UTF-8 as lone surrogates instead of raising, so that one
+    corrupt line becomes one ``BadLine`` rather than the end of the whole log.
+    """
     if str(path) == "-":
         return sys.stdin if "r" in mode else sys.stdout
     path = Path(path)
+    errors = "surrogateescape" if "r" in mode else "strict"
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, mode.replace("t", "") + "b"), encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+        raw = gzip.open(path, mode.replace("t", "") + "b")
+        return io.TextIOWrapper(raw, encoding="utf-8", errors=errors)
+    return open(path, mode, encoding="utf-8", errors=errors)
 
 
 def read_lines(lines: Iterable[str]) -> Iterator[_Message | BadLine]:
@@ -42,6 +48,12 @@ def read_lines(lines: Iterable[str]) -> Iterator[_Message | BadLine]:
     for lineno, line in enumerate(lines, start=1):
         text = line.strip()
         if not text or text.startswith("#"):
+            continue
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raw = text[:10_000].encode(errors="backslashreplace").decode()
+            yield BadLine(lineno, f"not valid UTF-8 (column {exc.start + 1})", raw)
             continue
         try:
             yield decode(text)
