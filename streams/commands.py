@@ -126,10 +126,10 @@ def _count_lines(path: str, limit: int) -> int | None:
 
 
 def _engine_parts(qdrant_path: str | None) -> tuple[Any, Any, Any]:
-    from workers.encoder import Encoder
+    from workers.encoder import load_encoder
     from workers.settings import EncoderSettings, EngineSettings, IndexSettings
 
-    encoder = Encoder(EncoderSettings())
+    encoder = load_encoder(EncoderSettings())
     index_settings = IndexSettings()
     if qdrant_path:
         index_settings = index_settings.model_copy(update={"path": qdrant_path})
@@ -279,9 +279,9 @@ def run_systems(
     from workers.settings import EngineSettings, IndexSettings
 
     if encoder is None:
-        from workers.encoder import Encoder
+        from workers.encoder import load_encoder
 
-        encoder = Encoder()
+        encoder = load_encoder()
     settings = settings or EngineSettings()
     cached = CachedEncoder(encoder)
     total = _count_lines(path, limit)
