@@ -226,8 +226,18 @@ def test_forget_erases_the_user_from_engine_and_table(make_engine):
     eng.users.pop("u0")  # a cold engine: the forget must reach the table too
     forget = ForgetUser(user_id="u0", ts=T0 + timedelta(days=1))
     assert ad.on_user_record(b"u0", forget.to_json(), _meta(50), table) == []
-    assert b"u0" not in table and "u0" not in eng.users and "u0" not in eng.factors.users
+    assert "u0" not in eng.factors.users
+    # what is left, in the engine and in the table, is the tombstone: the time of the forget
+    snap = json.loads(table[b"u0"])
+    assert snap["factors"] is None and snap["user"]["history"] == []
+    assert snap["user"]["dedup"] == [] and snap["user"]["forgotten_at"] == forget.ts.timestamp()
+    assert not eng.users["u0"].history
     assert ad.counts["forgets"] == 1
+    # a redelivered pre-forget event is not learned again
+    first = _events(log)[0]
+    assert first.user_id == "u0"
+    assert ad.on_user_record(b"u0", first.to_json(), _meta(51), table) == []
+    assert not eng.users["u0"].history
 
 
 # -- replication -------------------------------------------------------------------------------

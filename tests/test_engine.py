@@ -166,7 +166,25 @@ def test_forget_user_erases_user_state(make_engine):
     drive(planted_log(), eng)
     receipt = eng.on_forget(ForgetUser(user_id="u0", ts=T0 + timedelta(days=1)))
     assert receipt["user_id"] == "u0" and receipt["events"] == 12 and receipt["factors"]
-    assert "u0" not in eng.users and "u0" not in eng.factors.users
+    assert "u0" not in eng.factors.users
+    tomb = eng.users["u0"]  # only the time of the forget is left
+    assert not tomb.history and not tomb.seen and not tomb.dedup and not tomb.last_recs
+    assert tomb.forgotten_at == (T0 + timedelta(days=1)).timestamp()
+
+
+def test_events_from_before_a_forget_are_not_learned_again(make_engine):
+    eng = make_engine()
+    log = planted_log()
+    drive(log, eng)
+    eng.on_forget(ForgetUser(user_id="u0", ts=T0 + timedelta(days=1)))
+    cooc_before = copy.deepcopy(eng.cooc.to_state()["nb"])
+    replayed = [m for m in log if isinstance(m, UserEvent) and m.user_id == "u0"]
+    assert all(eng.on_event(m) is None for m in replayed)
+    assert eng.cooc.to_state()["nb"] == cooc_before
+    later = UserEvent(
+        event_id="after", user_id="u0", video_id="v3", type="play", ts=T0 + timedelta(days=2)
+    )
+    assert eng.on_event(later) is not None and list(eng.users["u0"].seen) == ["v3"]
 
 
 def test_event_for_unknown_video_is_learned_not_fatal(make_engine):

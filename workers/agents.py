@@ -216,7 +216,9 @@ class EngineAdapter:
         self._warm(msg.user_id, user_key, table)
         if isinstance(msg, ForgetUser):
             receipt = self.engine.on_forget(msg)
-            table.pop(user_key, None)
+            # the table keeps only the engine's tombstone (the time of the forget)
+            snap = user_snapshot(self.engine, msg.user_id)
+            table[user_key] = json.dumps(snap, separators=(",", ":")).encode()
             self._user_partition.pop(msg.user_id, None)
             self.counts["forgets"] += 1
             log.info("forgot user %s: %s", msg.user_id, receipt)

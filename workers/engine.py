@@ -73,9 +73,11 @@ class UserState:
     last_recs: list[str] = field(default_factory=list)  # the last published list
     last_ts: float = 0.0
     events: int = 0
+    forgotten_at: float | None = None  # events up to this time were erased: never relearn them
 
     def to_state(self) -> dict[str, Any]:
         return {
+            "forgotten_at": self.forgotten_at,
             "history": list(self.history),
             "seen": list(self.seen),
             "dedup": list(self.dedup),
@@ -93,6 +95,7 @@ class UserState:
             list(s["last_recs"]),
             s["last_ts"],
             s["events"],
+            s.get("forgotten_at"),
         )
 
 
@@ -251,6 +254,8 @@ class Engine:
         st = self.users.get(event.user_id)
         if st is None:
             st = self.users[event.user_id] = UserState()
+        if st.forgotten_at is not None and ts <= st.forgotten_at:
+            return None  # a redelivered event from before the user asked to be forgotten
         h = _hash64(event.event_id)
         if h in st.dedup:
             return None
@@ -371,9 +376,14 @@ class Engine:
 
     # -- forgetting -------------------------------------------------------------------------
     def on_forget(self, msg: ForgetUser) -> dict[str, Any]:
-        """Erase the user's own state; returns a receipt of what was erased."""
+        """Erase the user's own state; returns a receipt of what was erased.
+
+        What is left is a tombstone holding only the time of the forget, so that a replay or a
+        redelivery of the user's earlier events cannot teach the engine about them again.
+        """
         st = self.users.pop(msg.user_id, None)
         had_factors = self.factors.forget_user(msg.user_id)
+        self.users[msg.user_id] = UserState(forgotten_at=msg.ts.timestamp())
         return {
             "user_id": msg.user_id,
             "history_items": len(st.history) if st else 0,
