@@ -10,6 +10,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +159,21 @@ def test_ingest_worker_subscribe_round_trip_with_dead_letters(
         watched = {e.video_id for e in events if e.user_id == u}
         assert not watched & {it.video_id for it in r.recs.items}
 
-    # the forget erased u0's dedup set too: u0's first event, sent again, is learned anew
+    # after the forget, u0's earlier events are never learned again (a redelivery publishes
+    # nothing), while a new event of u0 starts afresh
     first_u0 = next(e for e in events if e.user_id == "u0")
     sender.send(first_u0)
+    fresh = UserEvent(
+        event_id="after-forget",
+        user_id="u0",
+        video_id=first_u0.video_id,
+        type="play",
+        ts=events[-1].ts + timedelta(minutes=5),
+    )
+    sender.send(fresh)
     sender.flush()
-    again = _collect(kafka_settings, topics, len(events) + 1)
-    assert [r.recs.trigger_event_id for r in again].count(first_u0.event_id) == 2
+    again = [r.recs.trigger_event_id for r in _collect(kafka_settings, topics, len(events) + 1)]
+    assert again.count(first_u0.event_id) == 1 and again.count("after-forget") == 1
     sender.close()
 
     dead = [
