@@ -110,7 +110,10 @@ def _ssl_context(kafka: KafkaSettings) -> Any:
         return None
     import ssl
 
-    return ssl.create_default_context(cafile=kafka.ssl_cafile)
+    ctx = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    if kafka.ssl_certfile:
+        ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
+    return ctx
 
 
 def aiokafka_kwargs(kafka: KafkaSettings) -> dict[str, Any]:

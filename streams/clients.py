@@ -33,6 +33,7 @@ from schemas import (
 )
 from schemas.messages import _Message
 from streams.eventlog import BadLine, open_text, read_lines
+from streams.privacy import Pseudonymiser
 from streams.settings import KafkaSettings
 from streams.topics import TRIGGER_TS_HEADER, Topics, create_topics
 
@@ -135,11 +136,18 @@ class Sender:
         A kafka-python ``KafkaProducer`` (or anything with ``send`` and ``flush`` like it).
     topics
         The deployment's topic names.
+    pseudonymiser
+        Replaces each ``user_id`` before routing, so the raw id reaches neither the record key
+        nor its value; by default the one ``VIDREC_PSEUDONYMISE_KEY`` asks for (none if unset),
+        so every producer of the deployment applies the same key.
     """
 
-    def __init__(self, producer: Any, topics: Topics) -> None:
+    def __init__(
+        self, producer: Any, topics: Topics, pseudonymiser: Pseudonymiser | None = None
+    ) -> None:
         self.producer = producer
         self.topics = topics
+        self.pseudonymiser = pseudonymiser or Pseudonymiser.from_settings()
         self.stats = SendStats()
         self._lock = threading.Lock()
 
@@ -150,6 +158,8 @@ class Sender:
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
 
     def send(self, msg: _Message) -> None:
+        if self.pseudonymiser is not None:
+            msg = self.pseudonymiser.apply(msg)
         topic, key = route(msg, self.topics)
         future = self.producer.send(topic, key=key, value=msg.to_json())
         if hasattr(future, "add_errback"):
@@ -569,7 +579,10 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     if sender.stats.failed:
         print(f"vidrec forget: not delivered: {sender.stats.errors[0]}", file=sys.stderr)
         return 2
-    print(f"vidrec forget: sent a ForgetUser for {args.user!r} to {topics.user_events}")
+    alias = (
+        "" if sender.pseudonymiser is None else f" (as {sender.pseudonymiser.user_id(args.user)})"
+    )
+    print(f"vidrec forget: sent a ForgetUser for {args.user!r}{alias} to {topics.user_events}")
     return 0
 
 

@@ -45,6 +45,16 @@ class KafkaSettings(BaseSettings):
         description="CA bundle that signed the brokers' certificates; None = system CAs "
         "(VIDREC_KAFKA_SSL_CAFILE).",
     )
+    ssl_certfile: str | None = Field(
+        default=None,
+        description="Client certificate (PEM) for brokers that require mutual TLS "
+        "(VIDREC_KAFKA_SSL_CERTFILE).",
+    )
+    ssl_keyfile: str | None = Field(
+        default=None,
+        description="Private key of ssl_certfile when it is not in the same file "
+        "(VIDREC_KAFKA_SSL_KEYFILE).",
+    )
 
     @model_validator(mode="after")
     def _sasl_is_complete(self) -> KafkaSettings:
@@ -60,6 +70,8 @@ class KafkaSettings(BaseSettings):
                     f"security_protocol {self.security_protocol} needs "
                     + ", ".join(f"VIDREC_KAFKA_{m.upper()}" for m in missing)
                 )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("VIDREC_KAFKA_SSL_KEYFILE needs VIDREC_KAFKA_SSL_CERTFILE")
         return self
 
     @property
@@ -81,7 +93,50 @@ class KafkaSettings(BaseSettings):
             kwargs["sasl_mechanism"] = self.sasl_mechanism
             kwargs["sasl_plain_username"] = self.sasl_username
             if self.sasl_password is not None:
-                kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value()
-        if self.ssl_cafile and self.security_protocol in ("SSL", "SASL_SSL"):
-            kwargs["ssl_cafile"] = self.ssl_cafile
+                kwargs["sasl_plain_password"] = _Unprintable(self.sasl_password.get_secret_value())
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            if self.ssl_cafile:
+                kwargs["ssl_cafile"] = self.ssl_cafile
+            if self.ssl_certfile:
+                kwargs["ssl_certfile"] = self.ssl_certfile
+            if self.ssl_keyfile:
+                kwargs["ssl_keyfile"] = self.ssl_keyfile
         return kwargs
+
+
+class _Unprintable(str):
+    """A secret string that still works as a ``str`` but whose ``repr`` is masked.
+
+    kafka-python's admin client logs its whole configuration at DEBUG (``%s`` of the kwargs
+    dict, which shows each value's ``repr``); this keeps the password out of that line.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+
+class PrivacySettings(BaseSettings):
+    """How user ids are protected before they reach Kafka (``VIDREC_PSEUDONYMISE_KEY``).
+
+    With a key set, ``vidrec ingest``, ``replay`` and ``forget`` (and every ``Sender``) replace
+    each ``user_id`` by its HMAC-SHA256 pseudonym (see ``streams.privacy``), so raw ids never
+    reach a topic, a worker's state or a recommendation. Keep the key stable: a new key gives
+    every user a new pseudonym, and ``vidrec forget`` with it can no longer reach the old one.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VIDREC_", extra="ignore")
+
+    pseudonymise_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of user-id pseudonyms, at least 16 characters; unset = raw ids "
+        "(VIDREC_PSEUDONYMISE_KEY).",
+    )
+
+    @model_validator(mode="after")
+    def _key_is_long_enough(self) -> PrivacySettings:
+        """A short key can be brute-forced, which would turn pseudonyms back into ids."""
+        if self.pseudonymise_key is not None and len(self.pseudonymise_key) < 16:
+            raise ValueError("VIDREC_PSEUDONYMISE_KEY must be at least 16 characters")
+        return self
