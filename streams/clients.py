@@ -90,14 +90,21 @@ def message_time(msg: _Message) -> float | None:
 
 
 def make_producer(kafka: KafkaSettings, **overrides: Any) -> Any:
-    """A kafka-python producer with at-least-once settings (acks from all in-sync replicas)."""
+    """A kafka-python producer with at-least-once settings (acks from all in-sync replicas).
+
+    Retries are bounded by time (``delivery_timeout_ms``), not by count: a topic created a moment
+    ago answers ``NotLeaderForPartition`` until its leaders are elected, which can take seconds
+    on a busy broker. One request in flight keeps a user's events in order across retries.
+    """
     from kafka import KafkaProducer
 
     config: dict[str, Any] = {
         **kafka.client_kwargs(),
         "acks": "all",
         "linger_ms": 2,
-        "retries": 5,
+        "retry_backoff_ms": 200,
+        "delivery_timeout_ms": 120_000,
+        "max_in_flight_requests_per_connection": 1,
         "allow_auto_create_topics": False,
     }
     config.update(overrides)

@@ -788,21 +788,29 @@ def drive_entry(draw: Callable[..., Any]) -> tuple[str, str, Any, bytes]:
 
 
 def expected_stats(messages: list[Any]) -> Counter[str]:
-    """What ``drive`` must count: duplicates are per user and a forget clears the user's ids."""
+    """What ``drive`` must count: duplicates are per user; a forget clears the user's ids, and
+    the user's events up to the forget's time are refused from then on (counted as duplicates:
+    ``on_event`` returns nothing for them)."""
     want: Counter[str] = Counter()
     seen: dict[str, set[str]] = {}
+    forgotten: dict[str, float] = {}
     for m in messages:
         if isinstance(m, VideoPublished):
             want["videos"] += 1
         elif isinstance(m, UserEvent):
             want["events"] += 1
             ids = seen.setdefault(m.user_id, set())
+            cut = forgotten.get(m.user_id)
+            if cut is not None and m.ts.timestamp() <= cut:
+                want["duplicates"] += 1
+                continue
             if m.event_id in ids:
                 want["duplicates"] += 1
             ids.add(m.event_id)
         elif isinstance(m, ForgetUser):
             want["forgets"] += 1
             seen.pop(m.user_id, None)
+            forgotten[m.user_id] = m.ts.timestamp()
         elif isinstance(m, BadLine):
             want["bad"] += 1
     return want
