@@ -195,7 +195,7 @@ def _small_sample() -> list[Any]:
     try:
         from streams.sample import generate
 
-        return list(generate(7, videos=300, users=60, days=4))
+        return list(generate(7, videos=400, users=100, days=5))
     except ImportError:  # the generator is optional for this test
         return planted_log(n_videos=90, n_users=30, per_user=20)
 
