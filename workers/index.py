@@ -257,12 +257,7 @@ class _ClientBackend:
             with_payload=True,
             with_vectors=[CONTENT] if with_vectors else False,
         )
-        out: list[tuple[dict[str, Any], list[float] | None]] = []
-        for rec in records:
-            vec = rec.vector.get(CONTENT) if isinstance(rec.vector, Mapping) else None
-            if rec.payload:
-                out.append((dict(rec.payload), vec))  # type: ignore[arg-type]
-        return out
+        return _payloads_and_vectors(records)
 
     def count(self) -> int:
         return self._client.count(self.collection, exact=True).count
@@ -400,12 +395,7 @@ class _EdgeBackend:
         records = self._shard.retrieve(
             ids, with_payload=True, with_vector=[CONTENT] if with_vectors else False
         )
-        out: list[tuple[dict[str, Any], list[float] | None]] = []
-        for rec in records:
-            vec = rec.vector.get(CONTENT) if isinstance(rec.vector, Mapping) else None
-            if rec.payload:
-                out.append((dict(rec.payload), vec))  # type: ignore[arg-type]
-        return out
+        return _payloads_and_vectors(records)
 
     def count(self) -> int:
         return self._shard.count(self._qe.CountRequest(exact=True))
@@ -630,3 +620,13 @@ class VideoIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _payloads_and_vectors(records: Any) -> list[tuple[dict[str, Any], list[float] | None]]:
+    """(payload, content vector) of retrieved points, from either backend's record type."""
+    out: list[tuple[dict[str, Any], list[float] | None]] = []
+    for rec in records:
+        vec = rec.vector.get(CONTENT) if isinstance(rec.vector, Mapping) else None
+        if rec.payload:
+            out.append((dict(rec.payload), vec))  # type: ignore[arg-type]
+    return out
