@@ -598,38 +598,6 @@ def _memory_main(argv: list[str]) -> int:
 
 
 # -- streaming ----------------------------------------------------------------------------------
-class _Child:
-    """A subprocess (the passthrough) whose last stderr lines are kept for its error report."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            cmd,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            cwd=str(Path(__file__).resolve().parents[1]),
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines = [*self.lines[-30:], line.rstrip("\n")]
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 async def _passthrough(kafka: Any, src: str, dst: str, group: str) -> None:
     """Consume ``src`` in a group and produce every record to ``dst``: the broker's ceiling."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -832,6 +800,7 @@ def bench_streaming(
     """Throughput (passthrough, 1 worker, 2 workers) and freshness on the broker, in one run."""
     from streams.settings import KafkaSettings
     from streams.topics import create_topics, delete_prefix
+    from streams.up import WorkerProcess
 
     kafka = KafkaSettings()
     rows: list[Row] = []
@@ -846,15 +815,16 @@ def bench_streaming(
         topics = _topics(prefix)
         # The backlog is in the topic before the passthrough starts: the producer never paces it.
         backlog = list(events) * 4
-        children: list[_Child] = []
+        children: list[WorkerProcess] = []
         got = Arrivals()
 
         def spawn() -> None:
             children.append(
-                _Child(
-                    [sys.executable, "-m", "streams.bench", "--passthrough",
-                     topics.user_events, topics.recommendations, f"{prefix}-group"],
+                WorkerProcess(
+                    "passthrough",
                     {"VIDREC_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers},
+                    command=[sys.executable, "-m", "streams.bench", "--passthrough",
+                             topics.user_events, topics.recommendations, f"{prefix}-group"],
                 )
             )  # fmt: skip
 
@@ -869,7 +839,7 @@ def bench_streaming(
             for child in children:
                 child.stop()
                 if len(got.times) < len(backlog):
-                    print("\n".join(child.lines), file=sys.stderr)
+                    print("\n".join(child.lines[-30:]), file=sys.stderr)
             delete_prefix(kafka, prefix)
         rows.append(
             Row("streaming", "raw aiokafka passthrough (consume + produce)",

@@ -31,7 +31,10 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class WorkerProcess:
-    """A ``vidrec worker`` subprocess whose stderr is echoed and watched for its assignment."""
+    """A ``vidrec worker`` subprocess whose stderr is echoed and watched for its assignment.
+
+    ``command`` runs another Python program the same way (the benchmark's passthrough).
+    """
 
     def __init__(
         self,
@@ -39,13 +42,14 @@ class WorkerProcess:
         env: dict[str, str | None] | None = None,
         echo: Callable[[str], None] | None = None,
         args: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.name = name
         self.partitions: set[int] = set()
         self.lines: list[str] = []
         self._echo = echo
         self._changed = threading.Condition()
-        cmd = [sys.executable, "-m", "streams.cli", "worker", *(args or [])]
+        cmd = command or [sys.executable, "-m", "streams.cli", "worker", *(args or [])]
         full_env = dict(os.environ)
         for k, v in (env or {}).items():  # None unsets a variable
             if v is None:
