@@ -145,8 +145,25 @@ class Recommendations(_Message):
     model: dict[str, str] = Field(default_factory=dict)
 
 
+class ErasureReceipt(_Message):
+    """Proof that a ``ForgetUser`` was carried out: what was erased, and what could not be.
+
+    Emitted by whoever held the user (the worker owning the user's partition, or the embedded
+    engine) once the erasure is done; keyed by ``user_id``. ``erased`` counts entries per store;
+    ``kept`` says, one line each, what remains and why (e.g. weights learned by SGD).
+    """
+
+    kind: Literal["erasure_receipt"] = "erasure_receipt"
+    user_id: Id
+    requested_at: Timestamp
+    erased_at: Timestamp
+    erased: dict[str, int] = Field(default_factory=dict)
+    kept: list[str] = Field(default_factory=list)
+
+
 Message = Annotated[
-    VideoPublished | UserEvent | ForgetUser | Recommendations, Field(discriminator="kind")
+    VideoPublished | UserEvent | ForgetUser | Recommendations | ErasureReceipt,
+    Field(discriminator="kind"),
 ]
 _MESSAGE = TypeAdapter(Message)
 
@@ -155,6 +172,7 @@ MESSAGE_TYPES: dict[str, type[_Message]] = {
     "event": UserEvent,
     "forget": ForgetUser,
     "recommendations": Recommendations,
+    "erasure_receipt": ErasureReceipt,
 }
 
 

@@ -165,7 +165,8 @@ def test_forget_user_erases_user_state(make_engine):
     eng = make_engine()
     drive(planted_log(), eng)
     receipt = eng.on_forget(ForgetUser(user_id="u0", ts=T0 + timedelta(days=1)))
-    assert receipt["user_id"] == "u0" and receipt["events"] == 12 and receipt["factors"]
+    assert receipt.user_id == "u0" and receipt.erased["events"] == 12
+    assert receipt.erased["factors"] == 1 and receipt.erased["cached_recommendations"] == 10
     assert "u0" not in eng.factors.users
     tomb = eng.users["u0"]  # only the time of the forget is left
     assert not tomb.history and not tomb.seen and not tomb.dedup and not tomb.last_recs

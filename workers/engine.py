@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from array import array
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import numpy as np
 
 from schemas import (
     SCHEMA_VERSION,
+    ErasureReceipt,
     EventType,
     ForgetUser,
     Recommendations,
@@ -63,6 +65,81 @@ def _hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
+class Ledger:
+    """A user's accepted, weighted events, oldest first: what a forget subtracts again.
+
+    Co-counts and popularity are sums of per-event contributions that depend only on the user's
+    own event sequence, so keeping that sequence (24 bytes an event: the catalogue's own id
+    string, the time and the weight) is enough to recompute exactly what the user added, without
+    a copy of every co-count. Capped: beyond ``cap`` events the oldest are dropped, and their
+    (long decayed) contributions can no longer be subtracted; ``dropped`` counts them.
+    """
+
+    __slots__ = ("items", "ts", "w", "dropped")
+
+    def __init__(
+        self,
+        items: Iterable[str] = (),
+        ts: Iterable[float] = (),
+        w: Iterable[float] = (),
+        dropped: int = 0,
+    ) -> None:
+        self.items: list[str] = list(items)
+        self.ts = array("d", ts)
+        self.w = array("d", w)
+        self.dropped = dropped
+
+    def append(self, vid: str, ts: float, w: float, cap: int) -> None:
+        self.items.append(vid)
+        self.ts.append(ts)
+        self.w.append(w)
+        over = len(self.items) - cap
+        if over > 0:
+            del self.items[:over], self.ts[:over], self.w[:over]
+            self.dropped += over
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return zip(self.items, self.ts, self.w, strict=True)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "items": list(self.items),
+            "ts": list(self.ts),
+            "w": list(self.w),
+            "dropped": self.dropped,
+        }
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any] | None) -> Ledger:
+        if not s:
+            return cls()
+        return cls(s["items"], s["ts"], s["w"], s.get("dropped", 0))
+
+
+def step_history(
+    history: deque, vid: Any, ts: float, w: float, history_len: int
+) -> tuple[bool, list[tuple[Any, float, float]]]:
+    """How one positive event changes a user's history (most recent first), in place.
+
+    Returns whether the event co-counts (``False`` when it only strengthens the item just
+    watched: play -> complete -> like) and the history it co-counts with. Shared by the user
+    step and by the forget, which replays the user's ledger through it to recompute exactly the
+    co-counts the user contributed.
+    """
+    if history and history[0][0] == vid:
+        _, hts, hw = history[0]
+        history[0] = (vid, hts, max(hw, w))
+        return False, []
+    before = list(history)
+    history.appendleft((vid, ts, w))
+    while len(history) > history_len:
+        history.pop()
+    return True, before
+
+
 @dataclass
 class UserState:
     """Everything held about one user; every collection is capped by a setting."""
@@ -74,10 +151,12 @@ class UserState:
     last_ts: float = 0.0
     events: int = 0
     forgotten_at: float | None = None  # events up to this time were erased: never relearn them
+    ledger: Ledger = field(default_factory=Ledger)  # what a forget subtracts
 
     def to_state(self) -> dict[str, Any]:
         return {
             "forgotten_at": self.forgotten_at,
+            "ledger": self.ledger.to_state(),
             "history": list(self.history),
             "seen": list(self.seen),
             "dedup": list(self.dedup),
@@ -96,6 +175,7 @@ class UserState:
             s["last_ts"],
             s["events"],
             s.get("forgotten_at"),
+            Ledger.from_state(s.get("ledger")),
         )
 
 
@@ -108,6 +188,7 @@ class ItemDeltas:
     factors: list[tuple[str, list[float], float]] = field(default_factory=list)
     fusion: list[float] | None = None
     ts: float = 0.0
+    sign: int = 1  # -1: subtract the cooc and popularity increments (a forgotten user's)
 
     def is_empty(self) -> bool:
         return not (self.cooc or self.popularity or self.factors or self.fusion is not None)
@@ -119,6 +200,7 @@ class ItemDeltas:
             "factors": self.factors,
             "fusion": self.fusion,
             "ts": self.ts,
+            "sign": self.sign,
         }
 
     @classmethod
@@ -129,6 +211,7 @@ class ItemDeltas:
             [(a, list(g), b) for a, g, b in d["factors"]],
             d.get("fusion"),
             d.get("ts", 0.0),
+            int(d.get("sign", 1)),
         )
 
 
@@ -277,23 +360,21 @@ class Engine:
             self.factors.add_item(idx, None, vid)
         idx = self.catalog.get(vid)
         assert idx is not None
+        vid = self.catalog.ids[idx]  # the catalogue's own string: the ledger shares it
+        st.ledger.append(vid, ts, w, s.erase_ledger_len)
         deltas.popularity.append((vid, w, ts))
         if w < 0:
             self._mark_seen(st, vid)
             return deltas
-        if vid in st.seen and st.history and st.history[0][0] == vid:
-            # A further positive action on the item just watched (play -> complete -> like):
-            # strengthen it in place instead of co-counting the item with itself.
-            _, hts, hw = st.history[0]
-            st.history[0] = (vid, hts, max(hw, w))
+        if st.history and st.history[0][0] == vid:
+            # A further positive action on the item just watched (play -> complete -> like)
+            # strengthens it in place instead of co-counting the item with itself.
+            step_history(st.history, vid, ts, w, s.history_len)
             return deltas
         if st.last_recs and self.fusion.lr > 0:
             grad = self._fusion_gradient(event.user_id, st, idx)
             deltas.fusion = grad.tolist() if grad is not None else None
-        hist = [(self.catalog.get(v), t, hw) for v, t, hw in st.history]
-        hist = [(i, t, hw) for i, t, hw in hist if i is not None]
-        for a, b, amount, dts in self.cooc.deltas_one(hist, idx, ts, w):
-            deltas.cooc.append((self.catalog.ids[a], self.catalog.ids[b], amount, dts))
+        deltas.cooc.extend(self.cooc.deltas_one(list(st.history), vid, ts, w))
         negs = self._negatives(event.event_id, st, idx)
         u, fdeltas = self.factors.deltas_one(
             event.user_id,
@@ -304,9 +385,7 @@ class Engine:
         self.factors.users[event.user_id] = u
         deltas.factors = [(self.catalog.ids[i], g.tolist(), float(b)) for i, g, b in fdeltas]
         self._neg_pool.append(idx)
-        st.history.appendleft((vid, ts, w))
-        while len(st.history) > s.history_len:
-            st.history.pop()
+        step_history(st.history, vid, ts, w, s.history_len)
         self._mark_seen(st, vid)
         return deltas
 
@@ -344,10 +423,19 @@ class Engine:
                 self.factors.add_item(i, None, vid)
             return i
 
+        if deltas.sign not in (1, -1):
+            raise ValueError(f"item deltas sign must be 1 or -1, got {deltas.sign!r}")
+        sign = deltas.sign
         if deltas.cooc:
-            self.cooc.apply_many((idx(a), idx(b), amt, t) for a, b, amt, t in deltas.cooc)
+            self.cooc.apply_many(
+                (idx(a), idx(b), sign * amt, t) for a, b, amt, t in deltas.cooc
+            )
         if deltas.popularity:
-            self.popularity.apply_many((idx(v), amt, t) for v, amt, t in deltas.popularity)
+            pops = ((idx(v), amt, t) for v, amt, t in deltas.popularity)
+            if sign > 0:
+                self.popularity.apply_many(pops)
+            else:
+                self.popularity.subtract_many(pops)
         if deltas.factors:
             self.factors.apply_many(
                 (idx(v), np.asarray(g, dtype=np.float32), b) for v, g, b in deltas.factors
@@ -375,23 +463,75 @@ class Engine:
         return self.fusion.gradient(feats[0], feats[1:])
 
     # -- forgetting -------------------------------------------------------------------------
-    def on_forget(self, msg: ForgetUser) -> dict[str, Any]:
-        """Erase the user's own state; returns a receipt of what was erased.
+    def on_forget(self, msg: ForgetUser) -> ErasureReceipt:
+        """Erase everything held about the user (see ``forget_step``); returns the receipt."""
+        receipt, deltas = self.forget_step(msg)
+        self.apply_item_deltas(deltas)
+        return receipt
 
-        What is left is a tombstone holding only the time of the forget, so that a replay or a
-        redelivery of the user's earlier events cannot teach the engine about them again.
+    def forget_step(self, msg: ForgetUser) -> tuple[ErasureReceipt, ItemDeltas]:
+        """The user step of a forget: erase the user's own state, return what items must lose.
+
+        The user's co-counts and popularity are recomputed from the ledger by the same
+        functions that added them and come back as subtracting ``ItemDeltas``, so that they
+        reach every worker the way the additions did. What is left of the user is a tombstone
+        holding only the time of the forget, so that a replay or a redelivery of the user's
+        earlier events cannot teach the engine about them again.
         """
         st = self.users.pop(msg.user_id, None)
         had_factors = self.factors.forget_user(msg.user_id)
-        self.users[msg.user_id] = UserState(forgotten_at=msg.ts.timestamp())
-        return {
-            "user_id": msg.user_id,
-            "history_items": len(st.history) if st else 0,
-            "events": st.events if st else 0,
-            "dedup_ids": len(st.dedup) if st else 0,
-            "factors": had_factors,
-            "cached_recommendations": bool(st and st.last_recs),
-        }
+        requested = msg.ts.timestamp()
+        self.users[msg.user_id] = UserState(forgotten_at=requested)
+        deltas = ItemDeltas(ts=self.now, sign=-1)
+        dropped = 0
+        if st is not None:
+            deltas.cooc, deltas.popularity = self.contributions(st.ledger)
+            dropped = st.ledger.dropped
+        kept = [
+            "item factors and fusion weights: learned by SGD, where each event's step depends "
+            "on everything learned before it, so they cannot be subtracted; the user's own "
+            "factor vector is deleted and what items learned from it fades as others' events "
+            "overwrite it",
+        ]
+        if dropped:
+            kept.append(
+                f"co-counts and popularity of the user's {dropped} oldest events, beyond the "
+                f"ledger of {self.settings.erase_ledger_len}: decayed, but still counted"
+            )
+        receipt = ErasureReceipt(
+            user_id=msg.user_id,
+            requested_at=msg.ts,
+            erased_at=utcnow(),
+            erased={
+                "events": st.events if st else 0,
+                "history_items": len(st.history) if st else 0,
+                "seen_items": len(st.seen) if st else 0,
+                "dedup_ids": len(st.dedup) if st else 0,
+                "cached_recommendations": len(st.last_recs) if st else 0,
+                "factors": int(had_factors),
+                "ledger_events": len(st.ledger) if st else 0,
+                "cooc_increments": len(deltas.cooc),
+                "popularity_increments": len(deltas.popularity),
+            },
+            kept=kept,
+        )
+        return receipt, deltas
+
+    def contributions(
+        self, ledger: Ledger
+    ) -> tuple[list[tuple[str, str, float, float]], list[tuple[str, float, float]]]:
+        """The co-count and popularity increments a user's ledger added, recomputed exactly."""
+        cooc: list[tuple[str, str, float, float]] = []
+        pop: list[tuple[str, float, float]] = []
+        history: deque = deque()
+        for vid, ts, w in ledger:
+            pop.append((vid, w, ts))
+            if w <= 0:
+                continue
+            counts, before = step_history(history, vid, ts, w, self.settings.history_len)
+            if counts:
+                cooc.extend(self.cooc.deltas_one(before, vid, ts, w))
+        return cooc, pop
 
     # -- ranking (reads state, never creates any) -------------------------------------------
     def recommend(self, user_id: str, k: int | None = None) -> Recommendations:

@@ -17,7 +17,11 @@ PopDelta = tuple[int, float, float]  # (item index, amount, ts)
 
 
 class Popularity:
-    """Decayed, weighted view counts per item (negative weights subtract, floored at zero)."""
+    """Decayed, weighted view counts per item; negative weights (skips, dislikes) subtract.
+
+    Counts are stored as plain sums, never floored, so that increments commute and a forgotten
+    user's increments can be subtracted exactly; readers clip negative counts at zero.
+    """
 
     def __init__(
         self, half_life_s: float = 86400.0, refresh_every: int = 50, top_n: int = 200
@@ -45,8 +49,9 @@ class Popularity:
             if self.clock.needs_rebase(ts):
                 self.counts *= self.clock.rebase(ts)
             self._grow(idx + 1)
-            self.counts[idx] = max(0.0, self.counts[idx] + amount * self.clock.factor(ts))
-            self.views[idx] = max(0.0, self.views[idx] + (1.0 if amount > 0 else 0.0))
+            self.counts[idx] += amount * self.clock.factor(ts)
+            if amount > 0:
+                self.views[idx] += 1.0
             if self._last_ts is None or ts > self._last_ts:
                 self._last_ts = ts
             self._since_refresh += 1
@@ -54,6 +59,20 @@ class Popularity:
             self.top_n, self.refresh_every
         ):
             self._refresh()
+
+    def subtract_many(self, deltas: Iterable[PopDelta]) -> None:
+        """Take back increments that ``apply_many`` added (a forgotten user's), views included."""
+        for idx, amount, ts in deltas:
+            if self.clock.needs_rebase(ts):
+                self.counts *= self.clock.rebase(ts)
+            self._grow(idx + 1)
+            inc = amount * self.clock.factor(ts)
+            left = self.counts[idx] - inc
+            # what is left of an item only this user counted is rounding noise: make it zero
+            self.counts[idx] = 0.0 if abs(left) <= 1e-12 * abs(inc) else left
+            if amount > 0:
+                self.views[idx] = max(0.0, self.views[idx] - 1.0)
+        self._refresh()
 
     def learn_one(self, idx: int, ts: float, weight: float = 1.0) -> None:
         self.apply_many([(idx, weight, ts)])
@@ -69,7 +88,8 @@ class Popularity:
             return out
         ok = items < len(self.counts)
         ref = self._ref()
-        out[ok] = np.log1p(self.counts[items[ok]] / ref) / np.log1p(top / ref)
+        counts = np.maximum(self.counts[items[ok]], 0.0)
+        out[ok] = np.log1p(counts / ref) / np.log1p(top / ref)
         return out
 
     def views_of(self, items: np.ndarray) -> np.ndarray:
@@ -90,7 +110,7 @@ class Popularity:
 
     def _refresh(self) -> None:
         counts = self.counts
-        m = min(self.top_n, int(np.count_nonzero(counts)))
+        m = min(self.top_n, int(np.count_nonzero(counts > 0)))
         if m == 0:
             self._top = np.zeros(0, dtype=np.int64)
         else:

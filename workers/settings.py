@@ -73,6 +73,12 @@ class EngineSettings(BaseSettings):
     weight_dislike: float = -2.0
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user (cap).")
     dedup_len: int = Field(default=2000, ge=1, description="Event ids remembered per user.")
+    erase_ledger_len: int = Field(
+        default=10_000,
+        ge=0,
+        description="Events kept per user so that a forget can subtract the user's co-counts "
+        "and popularity exactly (24 bytes an event); older ones are dropped and stay counted.",
+    )
     cooc_window: int = Field(
         default=10, ge=1, description="Recent items a new item co-counts with."
     )
