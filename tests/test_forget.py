@@ -123,9 +123,9 @@ def test_forget_subtracts_exactly_what_a_replay_without_the_user_never_added(log
 def test_other_users_lists_after_a_forget_are_close_to_never_having_seen_the_user(log):
     """Item factors and fusion weights are learned by SGD and are not rolled back.
 
-    Tolerance: every other user's top-10 after the forget shares at least 90% of
-    its items, on average, with the engine that never saw the user (0.97 measured) (the co-count and
-    popularity features are identical; only the SGD-learned ones differ).
+    Tolerance: every other user's top-10 after the forget shares at least 90% of its items,
+    on average, with the engine that never saw the user (0.97 measured). The co-count and
+    popularity features are identical; only the SGD-learned ones differ.
     """
     user = heavy_user(log)
     full, without = engine(), engine()
