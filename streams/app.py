@@ -35,12 +35,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.settings import KafkaSettings
 from streams.topics import (
-    DEAD_LETTERS,
     ITEM_DELTAS,
-    RECOMMENDATIONS,
-    USER_EVENTS,
+    STAGES,
     VIDEO_VECTORS,
-    VIDEOS,
     Topics,
     create_topics,
     partition_ids,
@@ -210,10 +207,7 @@ def make_app(
         spec = topics.specs[stage]
         return app.topic(spec.name, key_type=bytes, value_type=bytes, partitions=spec.partitions)
 
-    channels = {
-        s: topic(s)
-        for s in (VIDEOS, USER_EVENTS, RECOMMENDATIONS, DEAD_LETTERS, ITEM_DELTAS, VIDEO_VECTORS)
-    }
+    channels = {s: topic(s) for s in STAGES}
     table = app.Table(USERS_TABLE, key_type=bytes, value_type=bytes, partitions=ts.partitions)
     ready = asyncio.Event()
     if not replicate:

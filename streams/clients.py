@@ -24,6 +24,7 @@ import numpy as np
 
 from schemas import (
     DecodeError,
+    ErasureReceipt,
     ForgetUser,
     Recommendations,
     UserEvent,
@@ -417,8 +418,10 @@ def subscribe(
     ):
         if want is not None and rec.key != want:
             continue
+        if rec.value is None:
+            continue  # a forgotten user's list, deleted by a compaction tombstone
         try:
-            msg = decode(rec.value or b"", expect=Recommendations)
+            msg = decode(rec.value, expect=Recommendations)
         except DecodeError as exc:
             print(f"vidrec subscribe: offset {rec.offset}: {exc.reason}", file=sys.stderr)
             continue
@@ -574,15 +577,48 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def forget(
+    kafka: KafkaSettings, topics: Topics, user_id: str, *, wait_s: float = 0.0
+) -> tuple[Sender, ErasureReceipt | None]:
+    """Send a ForgetUser; with ``wait_s`` > 0, wait that long for the worker's receipt.
+
+    The receipt is matched by the user's key (the pseudonym, where pseudonyms are on) and by
+    the forget's own time, so an older receipt of the same user is never mistaken for it.
+    Listening starts before the forget is sent, so a fast worker's receipt is not missed.
+    """
+    sender = _sender(topics, kafka)
+    msg = ForgetUser(user_id=user_id, ts=utcnow())
+    key = (sender.pseudonymiser.user_id(user_id) if sender.pseudonymiser else user_id).encode()
+
+    def send() -> None:
+        sender.send(msg)
+        sender.flush()
+
+    try:
+        if wait_s <= 0:
+            send()
+            return sender, None
+        for rec in consume(kafka, topics.erasures, timeout_s=wait_s, on_ready=send):
+            if rec.key != key or rec.value is None:
+                continue
+            try:
+                receipt = decode(rec.value, expect=ErasureReceipt)
+            except DecodeError:
+                continue
+            assert isinstance(receipt, ErasureReceipt)
+            if receipt.requested_at == msg.ts:
+                return sender, receipt
+            if sender.stats.failed:
+                break
+        return sender, None
+    finally:
+        sender.close()
+
+
 @reports_kafka_errors("forget")
 def _cmd_forget(args: argparse.Namespace) -> int:
     kafka, topics = KafkaSettings(), Topics()
-    sender = _sender(topics, kafka)
-    try:
-        sender.send(ForgetUser(user_id=args.user, ts=utcnow()))
-        sender.flush()
-    finally:
-        sender.close()
+    sender, receipt = forget(kafka, topics, args.user, wait_s=args.wait)
     if sender.stats.failed:
         print(f"vidrec forget: not delivered: {sender.stats.errors[0]}", file=sys.stderr)
         return 2
@@ -590,6 +626,15 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         "" if sender.pseudonymiser is None else f" (as {sender.pseudonymiser.user_id(args.user)})"
     )
     print(f"vidrec forget: sent a ForgetUser for {args.user!r}{alias} to {topics.user_events}")
+    if args.wait > 0:
+        if receipt is None:
+            print(
+                f"vidrec forget: no receipt on {topics.erasures} within {args.wait:g} s "
+                "(is a worker running?)",
+                file=sys.stderr,
+            )
+            return 3
+        print(receipt.to_json().decode())
     return 0
 
 
@@ -645,7 +690,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "forget",
         help="erase everything held about a user (sends a ForgetUser)",
         description="Send a ForgetUser for USER on the user-events topic, ordered after the "
-        "user's earlier events; the worker that owns the user erases their state.",
+        "user's earlier events; the worker that owns the user erases their state, their "
+        "share of co-counts and popularity, and their last list, then publishes an "
+        "ErasureReceipt on the erasures topic.",
     )
     f.add_argument("user")
+    f.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for the erasure receipt and print it (exit 3 without one)",
+    )
     f.set_defaults(func=_cmd_forget)

@@ -10,6 +10,8 @@ deployments (or test runs) share a cluster without seeing each other's records.
   forget is ordered with their events) | delete |
 | ``<p>.recommendations`` | user_id | ``Recommendations`` (output; latest list per user) | compact |
 | ``<p>.dead-letters`` | original key | records that failed to decode or validate | delete |
+| ``<p>.erasures`` | user_id | ``ErasureReceipt``: what each ``ForgetUser`` erased | delete,
+  kept for ``erasure_retention_ms`` (a year by default: the proof outlives the data) |
 | ``<p>.item-deltas`` | user_id | internal: item-side effects of each accepted event | delete,
   kept forever by default: a starting worker rebuilds item state from it |
 | ``<p>.video-vectors`` | video_id | internal: each embedded video with its vector | compact |
@@ -36,7 +38,16 @@ RECOMMENDATIONS = "recommendations"
 DEAD_LETTERS = "dead-letters"
 ITEM_DELTAS = "item-deltas"
 VIDEO_VECTORS = "video-vectors"
-STAGES = (VIDEOS, USER_EVENTS, RECOMMENDATIONS, DEAD_LETTERS, ITEM_DELTAS, VIDEO_VECTORS)
+ERASURES = "erasures"
+STAGES = (
+    VIDEOS,
+    USER_EVENTS,
+    RECOMMENDATIONS,
+    DEAD_LETTERS,
+    ITEM_DELTAS,
+    VIDEO_VECTORS,
+    ERASURES,
+)
 
 # Header of a Recommendations record: the Kafka timestamp (epoch ms) of the event that triggered
 # it, so a subscriber can measure event -> published list latency end to end.
@@ -82,6 +93,11 @@ class TopicSettings(BaseSettings):
         default=7 * 24 * 3600 * 1000,
         ge=-1,
         description="Retention of the input, output and dead-letter topics.",
+    )
+    erasure_retention_ms: int = Field(
+        default=365 * 24 * 3600 * 1000,
+        ge=-1,
+        description="Retention of the erasure receipts (-1: forever).",
     )
     auto_create: bool = Field(
         default=True,
@@ -147,6 +163,14 @@ class Topics:
                 "compact",
                 internal=True,
             ),
+            TopicSpec(
+                ERASURES,
+                self.name(ERASURES),
+                1,
+                "user_id",
+                "delete",
+                {"retention.ms": str(s.erasure_retention_ms)},
+            ),
         ]
         self.specs: dict[str, TopicSpec] = {spec.stage: spec for spec in specs}
 
@@ -176,6 +200,10 @@ class Topics:
     @property
     def video_vectors(self) -> str:
         return self.specs[VIDEO_VECTORS].name
+
+    @property
+    def erasures(self) -> str:
+        return self.specs[ERASURES].name
 
     @property
     def app_id(self) -> str:

@@ -15,10 +15,18 @@ import numpy as np
 import pytest
 from test_engine import T0, planted_log, video
 
-from schemas import ForgetUser, Recommendations, UserEvent, VideoPublished, decode
+from schemas import (
+    ErasureReceipt,
+    ForgetUser,
+    Recommendations,
+    UserEvent,
+    VideoPublished,
+    decode,
+)
 from streams.deadletter import DeadLetter
 from streams.topics import (
     DEAD_LETTERS,
+    ERASURES,
     ITEM_DELTAS,
     RECOMMENDATIONS,
     TRIGGER_TS_HEADER,
@@ -225,7 +233,14 @@ def test_forget_erases_the_user_from_engine_and_table(make_engine):
     assert b"u0" in table
     eng.users.pop("u0")  # a cold engine: the forget must reach the table too
     forget = ForgetUser(user_id="u0", ts=T0 + timedelta(days=1))
-    assert ad.on_user_record(b"u0", forget.to_json(), _meta(50), table) == []
+    outs = ad.on_user_record(b"u0", forget.to_json(), _meta(50), table)
+    # the user's share of the item state goes to every worker; the list is tombstoned
+    assert [o.stage for o in outs] == [ITEM_DELTAS, RECOMMENDATIONS, ERASURES]
+    assert json.loads(outs[0].value)["deltas"]["sign"] == -1
+    assert outs[1].key == b"u0" and outs[1].value is None
+    receipt = decode(outs[2].value, expect=ErasureReceipt)
+    assert receipt.user_id == "u0" and receipt.requested_at == forget.ts
+    assert receipt.erased["events"] > 0 and receipt.erased["cooc_increments"] > 0
     assert "u0" not in eng.factors.users
     # what is left, in the engine and in the table, is the tombstone: the time of the forget
     snap = json.loads(table[b"u0"])
@@ -238,6 +253,40 @@ def test_forget_erases_the_user_from_engine_and_table(make_engine):
     assert first.user_id == "u0"
     assert ad.on_user_record(b"u0", first.to_json(), _meta(51), table) == []
     assert not eng.users["u0"].history
+
+
+def test_a_forget_reaches_the_item_state_of_every_worker(make_engine):
+    """Worker b never held the user: the subtracting deltas it replicates erase their share."""
+    log = planted_log()
+    a, b, never = make_engine(), make_engine(), make_engine()
+    for eng in (a, b, never):
+        eng.on_videos(_videos(log))
+    ad_a, ad_b = EngineAdapter(a, origin="a"), EngineAdapter(b, origin="b")
+    events = _events(log)
+    outs = _feed(ad_a, events, {})
+    forget = ForgetUser(user_id="u1", ts=T0 + timedelta(days=1))
+    outs += ad_a.on_user_record(b"u1", forget.to_json(), _meta(999), {})
+    deltas = [o.value for o in _by_stage(outs, ITEM_DELTAS)]
+    ad_b.on_replicated(ITEM_DELTAS, deltas)
+    ad_b.on_replicated(ITEM_DELTAS, deltas)  # redelivered: applied once
+    for e in events:
+        if e.user_id != "u1":
+            never.on_event(e)
+    at = a.now
+
+    def counts(eng: Engine) -> dict:
+        ids = eng.catalog.ids
+        d = eng.cooc.clock.deflate(at)
+        return {
+            (ids[x], ids[y]): v * d
+            for x, row in eng.cooc.to_state()["nb"].items()
+            for y, v in row.items()
+        }
+
+    want = counts(never)
+    for got in (counts(a), counts(b)):
+        assert set(got) == set(want)
+        assert all(np.isclose(got[k], want[k], rtol=1e-9) for k in want)
 
 
 # -- replication -------------------------------------------------------------------------------

@@ -269,3 +269,10 @@ def test_vidrec_forget_and_replay_reach_the_user_events_topic(kafka_settings, pr
     recs = _read_all(kafka_settings, topics.user_events, 5)
     kinds = [decode(r.value).kind for r in recs if r.key == b"u1"]
     assert kinds == ["event", "event", "forget"]  # the forget is ordered after the events
+
+
+@pytest.mark.kafka
+def test_vidrec_forget_wait_without_a_worker_says_no_receipt_came(kafka_settings, prefix, capsys):
+    assert cli.main(["forget", "u1", "--wait", "2"]) == 3
+    err = capsys.readouterr().err
+    assert "no receipt" in err and f"{prefix}.erasures" in err

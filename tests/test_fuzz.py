@@ -42,7 +42,7 @@ from workers.engine import Engine
 from workers.index import VideoIndex
 from workers.settings import EngineSettings, IndexSettings
 
-KINDS = tuple(MESSAGE_TYPES)  # video, event, forget, recommendations
+KINDS = tuple(MESSAGE_TYPES)  # video, event, forget, recommendations, erasure_receipt
 
 # Distinct inputs handed to ``decode`` per message kind (and per kind and mutation, for the
 # report); each is decoded twice, plainly and with ``expect=``. ``VIDREC_FUZZ_REPORT=file.json``
@@ -260,6 +260,14 @@ VALID: dict[str, st.SearchStrategy[dict[str, Any]]] = {
             schema_version=st.just(1),
         ),
     ),
+    "erasure_receipt": st.fixed_dictionaries(
+        {"user_id": IDS, "requested_at": TIMES, "erased_at": TIMES},
+        optional=_opt(
+            erased=st.dictionaries(text(40), st.integers(0, 2**31), max_size=4),
+            kept=st.lists(text(300), max_size=3),
+            schema_version=st.just(1),
+        ),
+    ),
 }
 
 # Field facts the mutations need (kept by hand so that a schema change shows up here).
@@ -276,30 +284,35 @@ MAX_LEN = {
     "event": {"event_id": 256, "user_id": 256, "video_id": 256},
     "forget": {"user_id": 256},
     "recommendations": {"user_id": 256},
+    "erasure_receipt": {"user_id": 256},
 }
 IDS_OF = {
     "video": ["video_id"],
     "event": ["event_id", "user_id", "video_id"],
     "forget": ["user_id"],
     "recommendations": ["user_id"],
+    "erasure_receipt": ["user_id"],
 }
 FLOATS_OF = {
     "video": ["duration_s"],
     "event": ["watch_s"],
     "forget": [],
     "recommendations": ["latency_ms"],
+    "erasure_receipt": [],
 }
 NUMBERS_OF = {
     "video": ["duration_s", "width", "height", "schema_version"],
     "event": ["watch_s", "schema_version"],
     "forget": ["schema_version"],
     "recommendations": ["latency_ms", "schema_version"],
+    "erasure_receipt": ["schema_version"],
 }
 TIME_OF = {
     "video": "published_at",
     "event": "ts",
     "forget": "ts",
     "recommendations": "generated_at",
+    "erasure_receipt": "requested_at",
 }
 REQUIRED_OF = {
     kind: ["kind"] + [n for n, f in cls.model_fields.items() if f.is_required()]

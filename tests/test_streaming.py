@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from test_engine import planted_log
 
-from schemas import ForgetUser, UserEvent, VideoPublished
+from schemas import UserEvent, VideoPublished
 from streams.clients import (
     Pacer,
     Sender,
     consume,
+    forget,
     latency_summary,
     make_producer,
     replay,
@@ -136,7 +137,6 @@ def test_ingest_worker_subscribe_round_trip_with_dead_letters(
         producer.send(topic, key=key, value=value)
     for e in events[half:]:
         sender.send(e)
-    sender.send(ForgetUser(user_id="u0", ts=events[-1].ts))
     sender.flush()
 
     got = _collect(kafka_settings, topics, len(events))
@@ -159,6 +159,18 @@ def test_ingest_worker_subscribe_round_trip_with_dead_letters(
         watched = {e.video_id for e in events if e.user_id == u}
         assert not watched & {it.video_id for it in r.recs.items}
 
+    # vidrec forget: the worker answers with a receipt, and u0's last list is tombstoned
+    _, receipt = forget(kafka_settings, topics, "u0", wait_s=60.0)
+    assert receipt is not None and receipt.user_id == "u0"
+    assert receipt.erased["events"] == sum(e.user_id == "u0" for e in events)
+    assert receipt.erased["cooc_increments"] > 0
+    last_u0 = [
+        r.value
+        for r in consume(kafka_settings, topics.recommendations, from_beginning=True, timeout_s=5)
+        if r.key == b"u0"
+    ]
+    assert len(last_u0) > 1 and last_u0[-1] is None
+
     # after the forget, u0's earlier events are never learned again (a redelivery publishes
     # nothing), while a new event of u0 starts afresh
     first_u0 = next(e for e in events if e.user_id == "u0")
@@ -168,7 +180,7 @@ def test_ingest_worker_subscribe_round_trip_with_dead_letters(
         user_id="u0",
         video_id=first_u0.video_id,
         type="play",
-        ts=events[-1].ts + timedelta(minutes=5),
+        ts=receipt.requested_at + timedelta(minutes=5),
     )
     sender.send(fresh)
     sender.flush()

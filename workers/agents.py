@@ -39,6 +39,7 @@ from schemas import DecodeError, ForgetUser, UserEvent, VideoPublished, decode
 from streams.deadletter import DeadLetter
 from streams.topics import (
     DEAD_LETTERS,
+    ERASURES,
     ITEM_DELTAS,
     RECOMMENDATIONS,
     TRIGGER_TS_HEADER,
@@ -70,7 +71,7 @@ class Out:
 
     stage: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (compaction deletes the key)
     headers: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -128,13 +129,13 @@ def decode_video_vector(raw: bytes) -> tuple[VideoPublished, np.ndarray, str]:
     return video, vec, str(d.get("encoder", ""))
 
 
-def encode_item_deltas(deltas: ItemDeltas, event: UserEvent, origin: str) -> bytes:
+def encode_item_deltas(deltas: ItemDeltas, user_id: str, event_id: str, origin: str) -> bytes:
     return json.dumps(
         {
             "v": WIRE_VERSION,
             "origin": origin,
-            "user_id": event.user_id,
-            "event_id": event.event_id,
+            "user_id": user_id,
+            "event_id": event_id,
             "deltas": deltas.to_dict(),
         },
         separators=(",", ":"),
@@ -215,14 +216,7 @@ class EngineAdapter:
         self._user_partition[msg.user_id] = meta.partition
         self._warm(msg.user_id, user_key, table)
         if isinstance(msg, ForgetUser):
-            receipt = self.engine.on_forget(msg)
-            # the table keeps only the engine's tombstone (the time of the forget)
-            snap = user_snapshot(self.engine, msg.user_id)
-            table[user_key] = json.dumps(snap, separators=(",", ":")).encode()
-            self._user_partition.pop(msg.user_id, None)
-            self.counts["forgets"] += 1
-            log.info("forgot user %s: %s", msg.user_id, receipt)
-            return []
+            return self._forget(msg, user_key, table)
         self.counts["events"] += 1
         deltas = self.engine.user_step(msg)
         if deltas is None:
@@ -232,9 +226,8 @@ class EngineAdapter:
         if self._first_application(msg.user_id, msg.event_id):
             self.engine.apply_item_deltas(deltas)
             if not deltas.is_empty():
-                outs.append(
-                    Out(ITEM_DELTAS, user_key, encode_item_deltas(deltas, msg, self.origin))
-                )
+                value = encode_item_deltas(deltas, msg.user_id, msg.event_id, self.origin)
+                outs.append(Out(ITEM_DELTAS, user_key, value))
         recs = self.engine.publish(msg.user_id, msg.event_id, t0)
         # after publish: the snapshot holds the head of the list just shown (fusion learns from it)
         snap = user_snapshot(self.engine, msg.user_id)
@@ -244,6 +237,37 @@ class EngineAdapter:
             headers[TRIGGER_TS_HEADER] = str(int(meta.timestamp_ms)).encode()
         outs.append(Out(RECOMMENDATIONS, user_key, recs.to_json(), headers))
         self.counts["published"] += 1
+        return outs
+
+    def _forget(
+        self, msg: ForgetUser, user_key: bytes, table: MutableMapping[bytes, bytes]
+    ) -> list[Out]:
+        """Erase the user everywhere a worker holds them, and say so.
+
+        - the engine's user state and factors (``Engine.forget_step``), and the table, which
+          keeps only the tombstone (the time of the forget, so redelivered older events are
+          not learned again);
+        - the user's co-counts and popularity, in every worker: the subtracting item deltas
+          travel on ``item-deltas`` like the additions did (and are applied once per worker:
+          the forget's id joins the applied-event ids);
+        - the user's last list, on the compacted ``recommendations`` topic (a tombstone);
+        - then the receipt goes to ``erasures``.
+        """
+        receipt, deltas = self.engine.forget_step(msg)
+        snap = user_snapshot(self.engine, msg.user_id)
+        table[user_key] = json.dumps(snap, separators=(",", ":")).encode()
+        self._user_partition.pop(msg.user_id, None)
+        forget_id = f"forget@{msg.ts.timestamp()!r}"
+        outs = []
+        if self._first_application(msg.user_id, forget_id):
+            self.engine.apply_item_deltas(deltas)
+            if not deltas.is_empty():
+                value = encode_item_deltas(deltas, msg.user_id, forget_id, self.origin)
+                outs.append(Out(ITEM_DELTAS, user_key, value))
+        outs.append(Out(RECOMMENDATIONS, user_key, None))
+        outs.append(Out(ERASURES, user_key, receipt.to_json()))
+        self.counts["forgets"] += 1
+        log.info("forgot a user: %s", receipt.erased)
         return outs
 
     def _warm(self, user_id: str, user_key: bytes, table: MutableMapping[bytes, bytes]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas import ForgetUser, Recommendations, UserEvent, VideoPublished
+from schemas import ErasureReceipt, ForgetUser, Recommendations, UserEvent, VideoPublished
 from workers.engine import Engine
 from workers.evaluation import Evaluator
 from workers.settings import EngineSettings
@@ -94,8 +94,8 @@ def drive(
             flush()
             engine.on_forget(msg)
             stats.forgets += 1
-        elif isinstance(msg, Recommendations):
-            continue
+        elif isinstance(msg, Recommendations | ErasureReceipt):
+            continue  # outputs, e.g. in a log captured from the topics: nothing to learn
         else:
             stats.bad += 1
             if on_bad is not None:
