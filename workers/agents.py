@@ -168,6 +168,7 @@ class EngineAdapter:
         self._user_partition: dict[str, int] = {}
         self._outboxes: dict[str, list[tuple[str, Out]]] = {}
         self._batch_outbox: dict[str, list[tuple[str, Out]]] | None = None
+        self._returned: list[tuple[str, str]] = []  # (user, event) whose outputs went out
         self.counts: dict[str, int] = {
             "events": 0,
             "duplicates": 0,
@@ -255,6 +256,7 @@ class EngineAdapter:
         outs.append(Out(RECOMMENDATIONS, user_key, recs.to_json(), headers))
         # after publish: the snapshot holds the head of the list just shown (fusion learns from it)
         self._save(msg.user_id, user_key, table, [(msg.event_id, o) for o in outs])
+        self._note_returned(msg.user_id, msg.event_id)
         self.counts["published"] += 1
         return outs
 
@@ -267,10 +269,16 @@ class EngineAdapter:
         self._batch_outbox = None
 
     def delivered(self) -> None:
-        """Every output returned so far is acknowledged by the broker: forget the outboxes in
-        memory, so a later duplicate sends nothing. (The table still holds them; a restarted
-        worker cannot know they were delivered and sends them again once.)"""
-        self._outboxes.clear()
+        """Every output returned so far is acknowledged by the broker: drop those outputs from
+        the outboxes in memory, so a later duplicate of their event sends nothing. (The table
+        still holds them until the user's next event; a restarted worker cannot know they were
+        delivered, and sends them once more.) Outputs loaded from the table and not sent again
+        yet stay: their events may still be redelivered."""
+        for user_id, event_id in self._returned:
+            box = self._outboxes.get(user_id)
+            if box:
+                box[:] = [(eid, o) for eid, o in box if eid != event_id]
+        self._returned.clear()
 
     def _save(
         self,
@@ -319,7 +327,15 @@ class EngineAdapter:
             outs.append(o)
         if outs:
             self.counts["resent"] += len(outs)
+            self._note_returned(user_id, event_id)
         return outs
+
+    def _note_returned(self, user_id: str, event_id: str) -> None:
+        # bounded for callers that never call ``delivered``: an entry forgotten here only means
+        # one more send of that event's outputs on a duplicate, never a lost one
+        self._returned.append((user_id, event_id))
+        if len(self._returned) > 10_000:
+            del self._returned[:5_000]
 
     def _warm(self, user_id: str, user_key: bytes, table: MutableMapping[bytes, bytes]) -> None:
         """Load the user's snapshot when this engine does not hold the user."""
