@@ -416,7 +416,15 @@ def _sync(fn: Any, *args: Any) -> Any:
 def _status(wa: WorkerApp) -> Any:
     async def status() -> None:
         c = dict(wa.adapter.counts)
-        c["degraded_searches"] = getattr(wa.adapter.engine, "degraded_searches", 0)
+        engine = wa.adapter.engine
+        c["degraded_searches"] = getattr(engine, "degraded_searches", 0)
+        if engine.index is not None:
+            from workers.index import VideoIndexError
+
+            try:
+                c["indexed"] = engine.index.count()
+            except VideoIndexError:
+                c["indexed"] = -1
         _say(wa, " ".join(f"{k}={v}" for k, v in c.items()))
 
     return status
