@@ -13,10 +13,15 @@ What a restarted worker gets back:
 - **catalogue and content vectors**: by replaying the compacted ``video-vectors`` topic (its
   Qdrant index is rebuilt from it; no re-embedding);
 - **item state** (co-occurrence counts, item factors, popularity, fusion weights): by replaying
-  ``item-deltas``, which is why that topic's retention is unlimited by default;
+  ``item-deltas``, which is why that topic's retention is unlimited by default (the catalogue
+  first: deltas wait until ``video-vectors`` is read);
+- **negative-sampling pool**: from the positive items named in the replayed ``item-deltas``;
 
 and it serves no user event before that replay has reached the offsets that existed at start.
-Not restored: the negative-sampling pool (it refills from new events) and the event counters.
+Not restored: the event counters. With one partition per topic (one order of events), a worker
+killed at any point and restarted publishes the same lists as one never stopped
+(``tests/test_recovery.py``); see ``workers.agents.register_agents`` for how a crash between
+the table write and the outputs loses nothing.
 """
 
 from __future__ import annotations
