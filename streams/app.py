@@ -13,10 +13,15 @@ What a restarted worker gets back:
 - **catalogue and content vectors**: by replaying the compacted ``video-vectors`` topic (its
   Qdrant index is rebuilt from it; no re-embedding);
 - **item state** (co-occurrence counts, item factors, popularity, fusion weights): by replaying
-  ``item-deltas``, which is why that topic's retention is unlimited by default;
+  ``item-deltas``, which is why that topic's retention is unlimited by default (the catalogue
+  first: deltas wait until ``video-vectors`` is read);
+- **negative-sampling pool**: from the positive items named in the replayed ``item-deltas``;
 
 and it serves no user event before that replay has reached the offsets that existed at start.
-Not restored: the negative-sampling pool (it refills from new events) and the event counters.
+Not restored: the event counters. With one partition per topic (one order of events), a worker
+killed at any point and restarted publishes the same lists as one never stopped
+(``tests/test_recovery.py``); see ``workers.agents.register_agents`` for how a crash between
+the table write and the outputs loses nothing.
 """
 
 from __future__ import annotations
@@ -78,6 +83,30 @@ class WorkerSettings(BaseSettings):
         default=100_000, ge=1, description="Event ids remembered to apply each event's deltas once."
     )
     replicate_max_records: int = Field(default=500, ge=1, description="Records per replica batch.")
+    event_batch: int = Field(
+        default=100, ge=1, le=10_000, description="User events per micro-batch (at most)."
+    )
+    event_within_s: float = Field(
+        default=0.005,
+        gt=0,
+        description="Longest wait to fill a micro-batch of user events, seconds.",
+    )
+    retry_initial_s: float = Field(
+        default=0.1,
+        gt=0,
+        description="First wait before retrying a failing encoder or vector index; it doubles "
+        "per failure (VIDREC_WORKER_RETRY_INITIAL_S).",
+    )
+    retry_max_s: float = Field(
+        default=5.0, gt=0, description="Longest wait between retries (VIDREC_WORKER_RETRY_MAX_S)."
+    )
+    session_timeout_s: float = Field(
+        default=60.0,
+        ge=6.0,
+        description="Kafka group session timeout: how long a worker that died without leaving "
+        "(SIGKILL, lost machine) keeps its partitions before the others take them over "
+        "(VIDREC_WORKER_SESSION_TIMEOUT_S; the broker's minimum is 6 s by default).",
+    )
     status_interval_s: float = Field(
         default=30.0, ge=0, description="Print counters this often (0 = never)."
     )
@@ -176,7 +205,7 @@ def make_app(
     """
     import faust
 
-    from workers.agents import EngineAdapter, register_agents
+    from workers.agents import Backoff, EngineAdapter, register_agents
 
     worker = worker or WorkerSettings()
     kafka = kafka or KafkaSettings()
@@ -201,6 +230,8 @@ def make_app(
         topic_replication_factor=ts.replication_factor,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
+        broker_session_timeout=worker.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, worker.session_timeout_s / 3),
     )
 
     def topic(stage: str) -> Any:
@@ -213,6 +244,10 @@ def make_app(
     if not replicate:
         ready.set()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidrec-encoder")
+
+    async def flush() -> None:
+        await app.producer.flush()
+
     agents = register_agents(
         app,
         adapter,
@@ -220,8 +255,12 @@ def make_app(
         table,
         video_batch=worker.video_batch,
         video_within_s=worker.video_within_s,
+        event_batch=worker.event_batch,
+        event_within_s=worker.event_within_s,
         executor=executor,
         ready=ready,
+        flush=flush if replicate else None,
+        backoff=Backoff(adapter.counts, worker.retry_initial_s, worker.retry_max_s),
     )
     wa = WorkerApp(
         app, adapter, topics, channels, table, agents, ready, worker, kafka, index, executor
@@ -283,6 +322,9 @@ def _replicator(wa: WorkerApp) -> Any:
     async def replicate() -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        from workers.agents import Backoff
+        from workers.index import VideoIndexError
+
         stage_of = {wa.topics.video_vectors: VIDEO_VECTORS, wa.topics.item_deltas: ITEM_DELTAS}
         consumer = AIOKafkaConsumer(
             **aiokafka_kwargs(wa.kafka),
@@ -303,19 +345,44 @@ def _replicator(wa: WorkerApp) -> Any:
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             behind = {tp for tp, end in ends.items() if end > 0}
+            # Catch-up rebuilds the catalogue before the item state: a delta naming a video
+            # whose vector is still unread would give that item factors from noise instead of
+            # from its content, unlike the worker that first applied it.
+            vectors_behind = {tp for tp in behind if stage_of[tp.topic] == VIDEO_VECTORS}
+            paused = (
+                [tp for tp in tps if stage_of[tp.topic] == ITEM_DELTAS] if vectors_behind else []
+            )
+            if paused:
+                consumer.pause(*paused)
             if not behind:
                 wa.ready.set()
+            retry = Backoff(wa.adapter.counts, wa.settings.retry_initial_s, wa.settings.retry_max_s)
             while True:
                 batch = await consumer.getmany(
                     timeout_ms=200, max_records=wa.settings.replicate_max_records
                 )
                 # Videos first: deltas of a batch may name videos of the same batch.
                 for tp in sorted(batch, key=lambda tp: stage_of[tp.topic] != VIDEO_VECTORS):
-                    wa.adapter.on_replicated(stage_of[tp.topic], [r.value for r in batch[tp]])
+                    stage, values = stage_of[tp.topic], [r.value for r in batch[tp]]
+                    if stage == VIDEO_VECTORS:
+                        # A failing or slow index holds this task here (no further records
+                        # are fetched) until the batch is stored: no video is skipped.
+                        await retry.run(
+                            _sync(wa.adapter.on_replicated, stage, values),
+                            f"indexing {len(values)} replicated videos",
+                            "index_retries",
+                            retry_on=(VideoIndexError,),
+                        )
+                    else:
+                        wa.adapter.on_replicated(stage, values)
                 if behind:
                     for tp in list(behind):
                         if await consumer.position(tp) >= ends[tp]:
                             behind.discard(tp)
+                            vectors_behind.discard(tp)
+                    if paused and not vectors_behind:
+                        consumer.resume(*paused)
+                        paused = []
                     if not behind:
                         c = wa.adapter.counts
                         _say(
@@ -336,9 +403,27 @@ def _replicator(wa: WorkerApp) -> Any:
     return replicate
 
 
+def _sync(fn: Any, *args: Any) -> Any:
+    """An async call of ``fn(*args)`` (what ``Backoff.run`` retries)."""
+
+    async def call() -> Any:
+        return fn(*args)
+
+    return call
+
+
 def _status(wa: WorkerApp) -> Any:
     async def status() -> None:
-        c = wa.adapter.counts
+        c = dict(wa.adapter.counts)
+        engine = wa.adapter.engine
+        c["degraded_searches"] = getattr(engine, "degraded_searches", 0)
+        if engine.index is not None:
+            from workers.index import VideoIndexError
+
+            try:
+                c["indexed"] = engine.index.count()
+            except VideoIndexError:
+                c["indexed"] = -1
         _say(wa, " ".join(f"{k}={v}" for k, v in c.items()))
 
     return status

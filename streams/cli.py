@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "streams.deadletter",
     "streams.app",
     "streams.up",
+    "streams.soak",
 ]
 
 

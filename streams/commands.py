@@ -232,22 +232,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def evaluate_files(log: str, recs: str, limit: int = 0) -> dict[str, float]:
     """Score a recommendations file against its log: the list triggered by each event is the one
-    shown before the user's next event."""
+    shown before the user's next event.
+
+    A trigger with several lists (a worker that crashed after publishing and published again
+    for the redelivered event) counts with its first list in the file, which is the one the
+    user saw first; the later ones are ignored.
+    """
     from workers.evaluation import Evaluator
 
     ev = Evaluator()
     rec_iter = iter(read_log(recs))
     pending: dict[str, Recommendations] = {}
+    used: set[str] = set()
 
     def recs_for(event_id: str) -> Recommendations | None:
+        if event_id in used:
+            return None
+        used.add(event_id)
         if event_id in pending:
             return pending.pop(event_id)
         for r in rec_iter:
             if isinstance(r, Recommendations):
-                if r.trigger_event_id == event_id:
+                t = r.trigger_event_id
+                if t == event_id:
                     return r
-                if r.trigger_event_id:
-                    pending[r.trigger_event_id] = r
+                if t and t not in used:
+                    pending.setdefault(t, r)
         return None
 
     for msg in _messages(log, limit):

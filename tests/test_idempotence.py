@@ -251,3 +251,40 @@ def test_republishing_a_video_after_learning_keeps_its_learned_factors(make_engi
             eng.on_video(m)
     assert_same_state(before, eng.to_state())
     assert {u: eng.recommend(u).items for u in users_of(log)} == recs_before
+
+
+def test_evaluation_scores_a_trigger_with_two_lists_by_its_first(tmp_path: Path) -> None:
+    """A worker that crashed after publishing publishes again for the redelivered event: the
+    first list is the one the user saw, and the later one must not change any figure, wherever
+    it lands in the file."""
+    from test_engine import planted_log
+
+    from streams.commands import evaluate_files
+
+    log = planted_log(n_videos=30, n_users=6, per_user=6)
+    engine = Engine(EngineSettings(k=10), HashingEncoder(), None)
+    lists: list[Recommendations] = []
+    drive(log, engine, on_recommendations=lists.append)
+    write_log(tmp_path / "log.jsonl", log)
+    write_log(tmp_path / "once.jsonl", lists)
+    once = evaluate_files(str(tmp_path / "log.jsonl"), str(tmp_path / "once.jsonl"))
+
+    def other(r: Recommendations) -> Recommendations:
+        return r.model_copy(update={"items": list(reversed(r.items))})
+
+    # lists of several workers interleave: a later trigger's two lists may come before an
+    # earlier trigger's list, and a second list may come long after its first
+    again = []
+    for n in range(0, len(lists) - 1, 2):
+        again += [lists[n + 1], other(lists[n + 1]), lists[n]]
+    if len(lists) % 2:
+        again.append(lists[-1])
+    again += [other(r) for r in lists[::4]]
+    write_log(tmp_path / "twice.jsonl", again)
+    twice = evaluate_files(str(tmp_path / "log.jsonl"), str(tmp_path / "twice.jsonl"))
+    assert once["hr@10"] > 0 and once["lists"] == len(lists)
+    assert twice == once
+
+    # the reversed lists on their own score differently, so the test can tell them apart
+    write_log(tmp_path / "other.jsonl", [other(r) for r in lists])
+    assert evaluate_files(str(tmp_path / "log.jsonl"), str(tmp_path / "other.jsonl")) != once

@@ -84,6 +84,21 @@ def test_script_status_reports_stopped_for_an_empty_run_dir(tmp_path: Path) -> N
     assert "stopped" in out.stdout
 
 
+def test_script_status_is_quiet_about_a_stale_pid_file(tmp_path: Path) -> None:
+    """A broker killed without 'down' leaves its pid file behind; status says stopped, no
+    shell error about the gone process's /proc entry."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (tmp_path / "kafka.pid").write_text(f"{gone.pid}\n")
+    env = dict(os.environ, VIDREC_KAFKA_DIR=str(tmp_path), VIDREC_KAFKA_PORT=str(_closed_port()))
+    out = subprocess.run(
+        ["bash", str(kafka_script()), "status"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 1
+    assert "stopped" in out.stdout
+    assert out.stderr == ""
+
+
 def test_cli_registers_kafka_actions() -> None:
     parser = argparse.ArgumentParser()
     kafka_local.register(parser.add_subparsers(dest="command"))

@@ -329,10 +329,16 @@ def test_a_restarted_worker_resumes_users_and_item_state(kafka_settings, prefix,
         sender.send(e)
     sender.flush()
     sender.close()
-    got = _collect(kafka_settings, topics, len(events))
+    dup = events[half - 1].event_id
+    # the duplicate's list may come twice: a restarted worker cannot know whether the outputs
+    # of its predecessor's last events reached the broker, and sends them again, unchanged
+    got = _collect(kafka_settings, topics, len(events) + 1, idle_s=20.0)
     triggers = [r.recs.trigger_event_id for r in got]
-    assert triggers.count(events[half - 1].event_id) == 1  # no second list for the duplicate
-    assert sorted(triggers) == sorted(e.event_id for e in events)
+    assert 1 <= triggers.count(dup) <= 2
+    lists = [[it.video_id for it in r.recs.items] for r in got if r.recs.trigger_event_id == dup]
+    assert lists[-1] == lists[0]  # sent again as built, not learned again
+    assert sorted(set(triggers)) == sorted(e.event_id for e in events)
+    assert len(triggers) - len(set(triggers)) <= 1
     # the history from before the restart still shapes the lists after it: watched items stay out
     last = {r.recs.user_id: r for r in got}
     for u, r in last.items():

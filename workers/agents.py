@@ -28,10 +28,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,7 @@ from streams.topics import (
 from workers.engine import Engine, ItemDeltas, UserState
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 USER_SNAPSHOT_VERSION = 1
 WIRE_VERSION = 1
@@ -166,9 +167,13 @@ class EngineAdapter:
         self.delta_dedup = delta_dedup
         self._applied: dict[str, None] = {}
         self._user_partition: dict[str, int] = {}
+        self._outboxes: dict[str, list[tuple[str, Out]]] = {}
+        self._batch_outbox: dict[str, list[tuple[str, Out]]] | None = None
+        self._returned: list[tuple[str, str]] = []  # (user, event) whose outputs went out
         self.counts: dict[str, int] = {
             "events": 0,
             "duplicates": 0,
+            "resent": 0,
             "forgets": 0,
             "published": 0,
             "dead_letters": 0,
@@ -176,6 +181,8 @@ class EngineAdapter:
             "videos_replicated": 0,
             "deltas_replicated": 0,
             "deltas_skipped": 0,
+            "encode_retries": 0,
+            "index_retries": 0,
         }
 
     # -- dead letters -----------------------------------------------------------------------
@@ -197,6 +204,11 @@ class EngineAdapter:
 
         ``table`` maps a user id (bytes) to the user's snapshot (JSON bytes); in a worker it is
         a faust table backed by a changelog topic, in a test any dict.
+
+        The snapshot written for an event carries the event's own output records (its
+        *outbox*), so that a redelivered event which the table already counts (a duplicate)
+        sends them again instead of nothing: that is what makes a crash between the table
+        write and the delivery of the outputs lose nothing (see ``register_agents``).
         """
         t0 = time.perf_counter()
         try:
@@ -221,7 +233,7 @@ class EngineAdapter:
         deltas = self.engine.user_step(msg)
         if deltas is None:
             self.counts["duplicates"] += 1
-            return []
+            return self._resend(msg.user_id, msg.event_id)
         outs = []
         if self._first_application(msg.user_id, msg.event_id):
             self.engine.apply_item_deltas(deltas)
@@ -229,13 +241,13 @@ class EngineAdapter:
                 value = encode_item_deltas(deltas, msg.user_id, msg.event_id, self.origin)
                 outs.append(Out(ITEM_DELTAS, user_key, value))
         recs = self.engine.publish(msg.user_id, msg.event_id, t0)
-        # after publish: the snapshot holds the head of the list just shown (fusion learns from it)
-        snap = user_snapshot(self.engine, msg.user_id)
-        table[user_key] = json.dumps(snap, separators=(",", ":")).encode()
         headers = {}
         if meta.timestamp_ms is not None:
             headers[TRIGGER_TS_HEADER] = str(int(meta.timestamp_ms)).encode()
         outs.append(Out(RECOMMENDATIONS, user_key, recs.to_json(), headers))
+        # after publish: the snapshot holds the head of the list just shown (fusion learns from it)
+        self._save(msg.user_id, user_key, table, [(msg.event_id, o) for o in outs])
+        self._note_returned(msg.user_id, msg.event_id)
         self.counts["published"] += 1
         return outs
 
@@ -246,18 +258,26 @@ class EngineAdapter:
 
         - the engine's user state and factors (``Engine.forget_step``), and the table, which
           keeps only the tombstone (the time of the forget, so redelivered older events are
-          not learned again);
+          not learned again) and the forget's own outputs until they are delivered;
         - the user's co-counts and popularity, in every worker: the subtracting item deltas
           travel on ``item-deltas`` like the additions did (and are applied once per worker:
           the forget's id joins the applied-event ids);
         - the user's last list, on the compacted ``recommendations`` topic (a tombstone);
         - then the receipt goes to ``erasures``.
+
+        A redelivered forget that the table already holds erases nothing more: it sends its
+        outputs again if they may not have gone out (like a redelivered event).
         """
-        receipt, deltas = self.engine.forget_step(msg)
-        snap = user_snapshot(self.engine, msg.user_id)
-        table[user_key] = json.dumps(snap, separators=(",", ":")).encode()
-        self._user_partition.pop(msg.user_id, None)
         forget_id = f"forget@{msg.ts.timestamp()!r}"
+        done = self.engine.users.get(msg.user_id)
+        if done is not None and done.forgotten_at is not None:
+            if msg.ts.timestamp() <= done.forgotten_at:
+                self.counts["duplicates"] += 1
+                return self._resend(msg.user_id, forget_id)
+        receipt, deltas = self.engine.forget_step(msg)
+        self._outboxes.pop(msg.user_id, None)
+        if self._batch_outbox is not None:
+            self._batch_outbox.pop(msg.user_id, None)
         outs = []
         if self._first_application(msg.user_id, forget_id):
             self.engine.apply_item_deltas(deltas)
@@ -266,9 +286,89 @@ class EngineAdapter:
                 outs.append(Out(ITEM_DELTAS, user_key, value))
         outs.append(Out(RECOMMENDATIONS, user_key, None))
         outs.append(Out(ERASURES, user_key, receipt.to_json()))
+        self._save(msg.user_id, user_key, table, [(forget_id, o) for o in outs])
+        self._note_returned(msg.user_id, forget_id)
+        self._user_partition.pop(msg.user_id, None)
         self.counts["forgets"] += 1
         log.info("forgot a user: %s", receipt.erased)
         return outs
+
+    def begin_batch(self) -> None:
+        """Start a micro-batch: a user's outbox collects the outputs of all of the batch's
+        events of that user (the outputs of earlier batches are known to be delivered)."""
+        self._batch_outbox = {}
+
+    def end_batch(self) -> None:
+        self._batch_outbox = None
+
+    def delivered(self) -> None:
+        """Every output returned so far is acknowledged by the broker: drop those outputs from
+        the outboxes in memory, so a later duplicate of their event sends nothing. (The table
+        still holds them until the user's next event; a restarted worker cannot know they were
+        delivered, and sends them once more.) Outputs loaded from the table and not sent again
+        yet stay: their events may still be redelivered."""
+        for user_id, event_id in self._returned:
+            box = self._outboxes.get(user_id)
+            if box:
+                box[:] = [(eid, o) for eid, o in box if eid != event_id]
+        self._returned.clear()
+
+    def _save(
+        self,
+        user_id: str,
+        user_key: bytes,
+        table: MutableMapping[bytes, bytes],
+        outs: list[tuple[str, Out]],
+    ) -> None:
+        """Write the user's snapshot, with the outputs not yet known to be delivered."""
+        if self._batch_outbox is not None:
+            box = self._batch_outbox.setdefault(user_id, [])
+            box.extend(outs)
+        else:
+            box = list(outs)
+        self._outboxes[user_id] = box
+        snap = user_snapshot(self.engine, user_id)
+        assert snap is not None
+        snap["outbox"] = [
+            {
+                "event_id": eid,
+                "stage": o.stage,
+                "value": None if o.value is None else o.value.decode(),
+                "headers": {k: v.decode() for k, v in o.headers.items()},
+            }
+            for eid, o in box
+        ]
+        table[user_key] = json.dumps(snap, separators=(",", ":")).encode()
+
+    def _resend(self, user_id: str, event_id: str) -> list[Out]:
+        """The outputs of an already counted event, if its snapshot still holds them.
+
+        Item deltas are applied here first when this engine has not seen them (they may never
+        have reached the topic); a list goes out again as it was built the first time.
+        """
+        outs = []
+        for eid, o in self._outboxes.get(user_id, ()):
+            if eid != event_id:
+                continue
+            if o.stage == ITEM_DELTAS:
+                if not self._first_application(user_id, event_id):
+                    continue
+                d = json.loads(o.value)
+                self.engine.apply_item_deltas(
+                    ItemDeltas.from_dict(d["deltas"]), replicated=d.get("origin") != self.origin
+                )
+            outs.append(o)
+        if outs:
+            self.counts["resent"] += len(outs)
+            self._note_returned(user_id, event_id)
+        return outs
+
+    def _note_returned(self, user_id: str, event_id: str) -> None:
+        # bounded for callers that never call ``delivered``: an entry forgotten here only means
+        # one more send of that event's outputs on a duplicate, never a lost one
+        self._returned.append((user_id, event_id))
+        if len(self._returned) > 10_000:
+            del self._returned[:5_000]
 
     def _warm(self, user_id: str, user_key: bytes, table: MutableMapping[bytes, bytes]) -> None:
         """Load the user's snapshot when this engine does not hold the user."""
@@ -276,7 +376,20 @@ class EngineAdapter:
             return
         raw = table.get(user_key)
         if raw is not None:
-            restore_user(self.engine, user_id, json.loads(raw))
+            snap = json.loads(raw)
+            restore_user(self.engine, user_id, snap)
+            self._outboxes[user_id] = [
+                (
+                    b["event_id"],
+                    Out(
+                        b["stage"],
+                        user_key,
+                        None if b["value"] is None else b["value"].encode(),
+                        {k: v.encode() for k, v in b.get("headers", {}).items()},
+                    ),
+                )
+                for b in snap.get("outbox") or ()
+            ]
 
     def _first_application(self, user_id: str, event_id: str) -> bool:
         """Remember an event's deltas as applied; False when they already were."""
@@ -298,6 +411,7 @@ class EngineAdapter:
         users = [u for u, p in self._user_partition.items() if p in gone]
         for u in users:
             evict_user(self.engine, u)
+            self._outboxes.pop(u, None)
             del self._user_partition[u]
         return len(users)
 
@@ -384,7 +498,7 @@ class EngineAdapter:
             if origin == self.origin or not self._first_application(user_id, event_id):
                 self.counts["deltas_skipped"] += 1
                 continue
-            self.engine.apply_item_deltas(deltas)
+            self.engine.apply_item_deltas(deltas, replicated=True)
             n += 1
         self.counts["deltas_replicated"] += n
         return n
@@ -398,6 +512,105 @@ def meta_of(event: Any) -> Meta:
     return Meta(m.topic, m.partition, m.offset, None if ts is None else float(ts) * 1000.0)
 
 
+class StagedTable(MutableMapping[bytes, bytes]):
+    """A table whose writes wait in memory until ``commit``: reads see them at once.
+
+    The user agent stages a micro-batch's snapshots and writes them to the faust table only
+    after the outputs of the previous batch are delivered (see ``register_agents``). Set
+    ``partition`` to the partition of the record being handled before writing: a faust table
+    writes each key to the changelog partition of the record that changed it.
+    """
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+        self.staged: dict[bytes, tuple[bytes, int]] = {}
+        self.partition = 0
+
+    def __getitem__(self, key: bytes) -> bytes:
+        if key in self.staged:
+            return self.staged[key][0]
+        return self.table[key]
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        if key in self.staged:
+            return self.staged[key][0]
+        return self.table.get(key, default)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.staged[key] = (value, self.partition)
+
+    def __delitem__(self, key: bytes) -> None:
+        raise NotImplementedError("snapshots are overwritten, never deleted")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter({**dict.fromkeys(self.table), **dict.fromkeys(self.staged)})
+
+    def __len__(self) -> int:
+        return len(set(self.table) | set(self.staged))
+
+    def commit(self) -> int:
+        """Write the staged snapshots to the table; returns how many."""
+        n = len(self.staged)
+        send_changelog = getattr(self.table, "send_changelog", None)
+        for k, (v, partition) in self.staged.items():
+            if send_changelog is None:
+                self.table[k] = v
+            else:
+                # faust's ``table[k] = v`` takes the partition from the current event, which
+                # after a micro-batch is not the event that changed this key
+                self.table.data[k] = v  # type: ignore[attr-defined]
+                send_changelog(partition, k, v)
+        self.staged.clear()
+        return n
+
+
+class Backoff:
+    """Exponential backoff for a call into a dependency that may be down or slow.
+
+    The caller awaits ``run``, which retries until the call succeeds, so a stream that awaits
+    it stops taking records meanwhile (backpressure) instead of dropping them. Each failure is
+    logged and counted in ``counts[counter]``; the wait doubles from ``initial_s`` up to
+    ``max_s``.
+    """
+
+    def __init__(
+        self,
+        counts: dict[str, int],
+        initial_s: float = 0.1,
+        max_s: float = 5.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.counts = counts
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.sleep = sleep
+
+    async def run(
+        self,
+        call: Callable[[], Awaitable[T]],
+        what: str,
+        counter: str,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> T:
+        delay = self.initial_s
+        attempt = 0
+        while True:
+            try:
+                result = await call()
+            except retry_on as exc:
+                attempt += 1
+                self.counts[counter] = self.counts.get(counter, 0) + 1
+                log.warning(
+                    "%s failed (attempt %d), retrying in %.2f s: %s", what, attempt, delay, exc
+                )
+                await self.sleep(delay)
+                delay = min(delay * 2, self.max_s)
+                continue
+            if attempt:
+                log.warning("%s succeeded after %d failed attempts", what, attempt)
+            return result
+
+
 def register_agents(
     app: Any,
     adapter: EngineAdapter,
@@ -406,8 +619,12 @@ def register_agents(
     *,
     video_batch: int = 64,
     video_within_s: float = 0.05,
+    event_batch: int = 100,
+    event_within_s: float = 0.005,
     executor: Executor | None = None,
     ready: asyncio.Event | None = None,
+    flush: Callable[[], Awaitable[None]] | None = None,
+    backoff: Backoff | None = None,
 ) -> dict[str, Any]:
     """Define the worker's agents on ``app``; returns them by name.
 
@@ -418,22 +635,70 @@ def register_agents(
         ``recommendations``, ``item-deltas``, ``video-vectors``, ``dead-letters`` (written).
     table
         The users table (user id -> snapshot), changelogged by faust.
+    event_batch, event_within_s
+        Micro-batch of user events: at most this many, waiting at most this long for more.
     executor
         Where the encoder runs, so a batch of transformer inference never blocks the event loop.
     ready
         The user agent waits for it before its first event (set once replication has caught up
         with the item state that existed when the worker started).
+    flush
+        Waits until every record produced so far is acknowledged (the app's producer flush).
+    backoff
+        How the embed agent retries a failing encoder.
+
+    Notes
+    -----
+    Order of a micro-batch of user events, which is what makes a crash at any instant lose
+    nothing and count nothing twice (faust commits an offset only after flushing the producer,
+    but the users table's changelog records and the agent's outputs are separate records that
+    the broker can receive in any order):
+
+    1. the engine handles each event; snapshots (each with its event's outputs) are staged;
+    2. flush: the previous batch's outputs are delivered, so its outboxes may be replaced;
+    3. the snapshots go to the table, and a flush makes them durable;
+    4. the outputs are sent.
+
+    A crash before 3 completes: the events were not counted, and they are redelivered (the
+    offsets are committed only after a flush that follows the agent's progress). A crash after
+    3: they are duplicates on redelivery, and their outboxes send the outputs again (lists
+    identical to the first ones; deltas applied once per worker by event id).
+
+    faust's ``processing_guarantee="exactly_once"`` would put table, outputs and offsets in one
+    transaction instead; it is not used (DESIGN: its open issues show duplicates and fencing
+    crashes), and the flushes above cost two broker round trips per batch, not per event.
     """
 
     async def send_all(outs: Iterable[Out]) -> None:
         for o in outs:
             await channels[o.stage].send(key=o.key, value=o.value, headers=o.headers or None)
 
+    async def flush_all() -> None:
+        if flush is not None:
+            await flush()
+
+    staged = StagedTable(table)
+
     async def learn_and_recommend(stream: Any) -> None:
         if ready is not None:
             await ready.wait()
-        async for event in stream.events():
-            await send_all(adapter.on_user_record(event.key, event.value, meta_of(event), table))
+        async for events in stream.take_events(event_batch, within=event_within_s):
+            adapter.begin_batch()
+            try:
+                outs: list[Out] = []
+                for event in events:
+                    staged.partition = event.message.partition
+                    outs += adapter.on_user_record(event.key, event.value, meta_of(event), staged)
+            finally:
+                adapter.end_batch()
+            await flush_all()
+            if flush is not None:
+                adapter.delivered()
+            if staged.commit():
+                await flush_all()
+            await send_all(outs)
+
+    retry = backoff or Backoff(adapter.counts)
 
     async def embed(stream: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -442,7 +707,13 @@ def register_agents(
             videos, bad = adapter.decode_videos(records)
             await send_all(bad)
             if videos:
-                vectors = await loop.run_in_executor(executor, adapter.encode_videos, videos)
+
+                async def encode(videos: list[VideoPublished] = videos) -> np.ndarray:
+                    return await loop.run_in_executor(executor, adapter.encode_videos, videos)
+
+                vectors = await retry.run(
+                    encode, f"encoding {len(videos)} videos", "encode_retries"
+                )
                 await send_all(adapter.video_vector_outs(videos, vectors))
 
     return {

@@ -16,6 +16,7 @@ additive, so applying the same deltas in any order gives the same counts.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from array import array
 from collections import deque
@@ -55,6 +56,8 @@ from workers.ranker import (
 from workers.settings import EngineSettings
 
 ENGINE_VERSION = "vidrec-engine-1"
+
+log = logging.getLogger(__name__)
 
 
 def event_weights(settings: EngineSettings) -> dict[EventType, float]:
@@ -189,6 +192,9 @@ class ItemDeltas:
     fusion: list[float] | None = None
     ts: float = 0.0
     sign: int = 1  # -1: subtract the cooc and popularity increments (a forgotten user's)
+    # the positive item of a learned event: every worker adds it to its negative-sampling pool,
+    # so a restarted worker (or any other) samples negatives from the same pool as this one
+    positive: str | None = None
 
     def is_empty(self) -> bool:
         return not (self.cooc or self.popularity or self.factors or self.fusion is not None)
@@ -201,6 +207,7 @@ class ItemDeltas:
             "fusion": self.fusion,
             "ts": self.ts,
             "sign": self.sign,
+            "positive": self.positive,
         }
 
     @classmethod
@@ -212,6 +219,7 @@ class ItemDeltas:
             d.get("fusion"),
             d.get("ts", 0.0),
             int(d.get("sign", 1)),
+            d.get("positive"),
         )
 
 
@@ -264,6 +272,9 @@ class Engine:
         self.now = 0.0
         self.n_events = 0
         self._neg_pool: deque[int] = deque(maxlen=5000)
+        # content searches that failed (Qdrant down or slow): those lists were ranked without
+        # content candidates instead of failing the event
+        self.degraded_searches = 0
 
     def _feature_on(self, f: str) -> bool:
         src = set(self.cfg.sources)
@@ -385,6 +396,7 @@ class Engine:
         self.factors.users[event.user_id] = u
         deltas.factors = [(self.catalog.ids[i], g.tolist(), float(b)) for i, g, b in fdeltas]
         self._neg_pool.append(idx)
+        deltas.positive = vid
         step_history(st.history, vid, ts, w, s.history_len)
         self._mark_seen(st, vid)
         return deltas
@@ -411,8 +423,13 @@ class Engine:
                     break
         return out
 
-    def apply_item_deltas(self, deltas: ItemDeltas) -> None:
-        """The item step: add one event's item-side increments to the global item state."""
+    def apply_item_deltas(self, deltas: ItemDeltas, *, replicated: bool = False) -> None:
+        """The item step: add one event's item-side increments to the global item state.
+
+        ``replicated``: the deltas come from another engine's user step (another worker, or
+        this worker's predecessor before a restart), so their positive item also joins the
+        negative-sampling pool, which the local user step fills only for its own events.
+        """
         self.now = max(self.now, deltas.ts)
         cat = self.catalog
 
@@ -442,6 +459,8 @@ class Engine:
             )
         if deltas.fusion is not None:
             self.fusion.apply(np.asarray(deltas.fusion, dtype=np.float32))
+        if replicated and deltas.positive is not None:
+            self._neg_pool.append(idx(deltas.positive))
 
     def _fusion_gradient(self, user_id: str, st: UserState, pos: int) -> np.ndarray | None:
         """The item the user picked should have outscored the items we ranked above it.
@@ -639,10 +658,19 @@ class Engine:
         seen_list = list(seen)[-200:]
         if self.index is None:
             return self._content_candidates_in_memory(profile, seen_list)
-        found = self.index.search(profile, cfg.n_content, exclude_ids=seen_list)
-        found += self.index.search(
-            profile, cfg.n_fresh, exclude_ids=seen_list, min_published_at=self.now - cfg.fresh_s
-        )
+        from workers.index import VideoIndexError
+
+        try:
+            found = self.index.search(profile, cfg.n_content, exclude_ids=seen_list)
+            found += self.index.search(
+                profile, cfg.n_fresh, exclude_ids=seen_list, min_published_at=self.now - cfg.fresh_s
+            )
+        except VideoIndexError as exc:
+            # An outage of the vector backend must not cost the user their list (or the worker
+            # its life): rank from the other sources, which need no index, and count it.
+            self.degraded_searches += 1
+            log.warning("content search failed, ranking without content candidates: %s", exc)
+            return []
         out = []
         for vid, _ in found:
             i = self.catalog.get(vid)

@@ -177,7 +177,9 @@ running_pid() {
     pid="$(cat "$PID_FILE")"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     local cmdline
-    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    # A stale pid file names a process that is gone: the redirection itself fails then, and its
+    # message comes from the shell, so the whole command is silenced, not only tr.
+    cmdline="$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)" || return 1
     [[ "$cmdline" == *" kafka.Kafka "* ]] || return 1
     printf '%s\n' "$pid"
 }
