@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +97,23 @@ class UserState:
             s["events"],
             s.get("forgotten_at"),
         )
+
+
+@dataclass
+class CachedCandidates:
+    """A user's content and factor candidates, reused for a few events (derived, never saved).
+
+    Both searches cost O(catalogue) per call (an exact Qdrant search, a full factor product),
+    and a user's profile and factors move little from one event to the next, so the candidate
+    *sets* are reused for ``candidate_refresh_events`` events; every candidate is still scored
+    afresh. A video arriving (``videos_version``) invalidates every entry, so that a new video
+    can reach its users at once.
+    """
+
+    events: int  # the user's event count when searched
+    videos_version: int
+    content: np.ndarray
+    mf: np.ndarray
 
 
 @dataclass
@@ -181,6 +198,9 @@ class Engine:
         self.now = 0.0
         self.n_events = 0
         self._neg_pool: deque[int] = deque(maxlen=5000)
+        self._cands: OrderedDict[str, CachedCandidates] = OrderedDict()
+        self._videos_version = 0
+        self._since_sweep = 0
 
     def _feature_on(self, f: str) -> bool:
         src = set(self.cfg.sources)
@@ -211,6 +231,7 @@ class Engine:
             else:
                 vectors = self.encoder.encode_many([v.text() for v in videos])
         pubs = [v.published_at.timestamp() for v in videos]
+        self._videos_version += 1
         if self.index is not None:
             self.index.upsert_many(
                 [v.video_id for v in videos],
@@ -239,7 +260,7 @@ class Engine:
 
     def publish(self, user_id: str, trigger_event_id: str | None, t0: float) -> Recommendations:
         """Rank for the user, remember the head of the list, and build the message."""
-        ranked = self._rank(user_id, self.settings.k)
+        ranked = self._rank(user_id, self.settings.k, cache=True)
         st = self.users.get(user_id)
         ids = [self.catalog.ids[i] for i in ranked.items]
         if st is not None:
@@ -265,6 +286,9 @@ class Engine:
         st.events += 1
         st.last_ts = max(st.last_ts, ts)
         self.n_events += 1
+        self._since_sweep += 1
+        if self._since_sweep >= max(1000, len(self.users)):
+            self.expire_idle_users(keep=event.user_id)
         deltas = ItemDeltas(ts=ts)
         w = self.weights[event.type]
         vid = event.video_id
@@ -374,6 +398,34 @@ class Engine:
         feats = self._features(user_id, st, items)
         return self.fusion.gradient(feats[0], feats[1:])
 
+    # -- expiry -----------------------------------------------------------------------------
+    def expire_idle_users(self, keep: str | None = None) -> list[str]:
+        """Drop users idle for ``user_ttl_days`` of stream time, with their factors; return them.
+
+        Called from ``user_step`` once per ``max(1000, users)`` events, so the sweep costs O(1)
+        per event and the user table stays bounded by the users active within the TTL. Expiry
+        is not forgetting: what the user taught the items (co-counts, popularity, item
+        factors) stays, and a user who comes back starts afresh. Tombstones of forgotten users
+        stay: they are what stops a redelivery of erased events from being learned again.
+        ``keep`` is never dropped (the user whose event is being handled, however late it is).
+        """
+        self._since_sweep = 0
+        cutoff = self.now - self.settings.user_ttl_days * 86400.0
+        idle = [
+            u
+            for u, st in self.users.items()
+            if st.forgotten_at is None and st.last_ts < cutoff and u != keep
+        ]
+        for u in idle:
+            del self.users[u]
+            self.factors.forget_user(u)
+            self.drop_cached(u)
+        return idle
+
+    def drop_cached(self, user_id: str) -> None:
+        """Drop what is derived from the user's state (for a user removed or replaced)."""
+        self._cands.pop(user_id, None)
+
     # -- forgetting -------------------------------------------------------------------------
     def on_forget(self, msg: ForgetUser) -> dict[str, Any]:
         """Erase the user's own state; returns a receipt of what was erased.
@@ -382,6 +434,7 @@ class Engine:
         redelivery of the user's earlier events cannot teach the engine about them again.
         """
         st = self.users.pop(msg.user_id, None)
+        self.drop_cached(msg.user_id)
         had_factors = self.factors.forget_user(msg.user_id)
         self.users[msg.user_id] = UserState(forgotten_at=msg.ts.timestamp())
         return {
@@ -454,7 +507,8 @@ class Engine:
             cfg=cfg,
         )
 
-    def _rank(self, user_id: str, k: int) -> Ranked:
+    def _rank(self, user_id: str, k: int, cache: bool = False) -> Ranked:
+        """Rank candidates for the user; ``cache`` reuses (and keeps) the user's candidate sets."""
         cfg = self.cfg
         st = self.users.get(user_id)
         hist = self._history_idx(st)
@@ -473,11 +527,23 @@ class Engine:
                 cfg.profile_len,
                 cfg.profile_decay,
             )
-            if profile is not None:
-                found = self._content_candidates(profile, seen_ids)
-                cands.append(np.asarray(found, dtype=np.int64))
-        if "mf" in cfg.sources:
-            cands.append(self.factors.top_items(user_id, cfg.n_mf, len(self.catalog)))
+        cached = self._cached_candidates(user_id, st) if cache else None
+        if cached is None:
+            content = (
+                np.asarray(self._content_candidates(profile, seen_ids), dtype=np.int64)
+                if profile is not None
+                else _NO_ITEMS
+            )
+            mf = (
+                self.factors.top_items(user_id, cfg.n_mf, len(self.catalog))
+                if "mf" in cfg.sources
+                else _NO_ITEMS
+            )
+            if cache and st is not None:
+                self._keep_candidates(user_id, st, content, mf)
+        else:
+            content, mf = cached.content, cached.mf
+        cands += [content, mf]
         if "popular" in cfg.sources or not any(len(c) for c in cands):
             cands.append(self.popularity.trending(cfg.n_popular).astype(np.int64))
         items = np.unique(np.concatenate(cands)) if cands else np.zeros(0, dtype=np.int64)
@@ -492,6 +558,31 @@ class Engine:
             self.popularity.views_of(items) < cfg.cold_views
         )
         return fuse_and_rank(items, feats, self.fusion, k, cfg, cold)
+
+    def _cached_candidates(self, user_id: str, st: UserState | None) -> CachedCandidates | None:
+        c = self._cands.get(user_id)
+        if c is None or st is None:
+            return None
+        if (
+            st.events - c.events >= self.settings.candidate_refresh_events
+            or c.videos_version != self._videos_version
+        ):
+            return None
+        self._cands.move_to_end(user_id)
+        return c
+
+    def _keep_candidates(
+        self, user_id: str, st: UserState, content: np.ndarray, mf: np.ndarray
+    ) -> None:
+        s = self.settings
+        if s.candidate_refresh_events <= 1 or s.candidate_cache_users == 0:
+            return
+        self._cands[user_id] = CachedCandidates(
+            st.events, self._videos_version, content.astype(np.int32), mf.astype(np.int32)
+        )
+        self._cands.move_to_end(user_id)
+        while len(self._cands) > s.candidate_cache_users:
+            self._cands.popitem(last=False)
 
     def _content_candidates(self, profile: np.ndarray, seen: Iterable[str]) -> list[int]:
         """Nearest videos to the user's content profile, overall and among fresh videos."""
@@ -591,6 +682,7 @@ class Engine:
 
 
 _NO_COOC = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+_NO_ITEMS = np.zeros(0, dtype=np.int64)
 
 
 def _top_indices(scores: np.ndarray, n: int, ids: np.ndarray | None = None) -> list[int]:
