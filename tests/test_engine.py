@@ -306,3 +306,39 @@ def test_idle_users_are_swept_while_learning(make_engine):
         if d is not None:
             eng.apply_item_deltas(d)
     assert set(eng.users) == {"busy"} and set(eng.factors.users) == {"busy"}
+
+
+def test_user_state_dedup_is_capped_oldest_first_and_round_trips_as_json():
+    import json
+
+    from workers.engine import UserState
+
+    st = UserState()
+    for h in (5, 2**64 - 1, 7, 9):
+        st.remember_event(h, cap=3)
+    assert list(st.dedup) == [2**64 - 1, 7, 9]  # the oldest went first
+    assert st.has_event(2**64 - 1) and st.has_event(9) and not st.has_event(5)
+    st.history.appendleft(("v1", 10.0, 1.5))
+    st.seen["v1"] = None
+    st.last_recs = ["v2"]
+    clone = UserState.from_state(json.loads(json.dumps(st.to_state())))
+    assert clone.to_state() == st.to_state()
+    assert clone.has_event(7) and not UserState().has_event(7)
+
+
+def test_history_behaves_like_the_deque_it_replaces():
+    from collections import deque
+
+    from workers.engine import History
+
+    h, d = History(), deque()
+    for n in range(30):
+        item = (f"v{n % 7}", float(n), 1.0 + n % 3)
+        h.appendleft(item)
+        d.appendleft(item)
+        if len(d) > 5:
+            assert h.pop() == d.pop()
+        if n % 4 == 0:
+            h[0] = d[0] = (d[0][0], d[0][1], 9.0)
+    assert list(h) == list(d) and h == d and len(h) == 5 and h[0] == d[0] and h[-1] == d[-1]
+    assert list(History(d)) == list(d) and not History()

@@ -16,9 +16,11 @@ additive, so applying the same deltas in any order gives the same counts.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
+from array import array
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,13 +65,83 @@ def _hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
+class History:
+    """A user's recent positive items as ``(video_id, ts, weight)``, most recent first.
+
+    The deque-like part of the API the engine uses (``appendleft``, ``pop``, ``[i]``, iteration,
+    ``len``), stored as a list of (interned) ids and two ``array('d')``: 24 bytes an entry
+    instead of about 100 for a tuple of three objects. Stored oldest first, so that adding the
+    newest item is an append.
+    """
+
+    __slots__ = ("_ids", "_ts", "_w")
+
+    def __init__(self, items: Iterable[tuple[str, float, float]] = ()) -> None:
+        rows = list(items)[::-1]
+        self._ids: list[str] = [sys.intern(r[0]) for r in rows]
+        self._ts = array("d", [r[1] for r in rows])
+        self._w = array("d", [r[2] for r in rows])
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __bool__(self) -> bool:
+        return bool(self._ids)
+
+    def __getitem__(self, i: int) -> tuple[str, float, float]:
+        j = len(self._ids) - 1 - i if i >= 0 else -1 - i
+        if not 0 <= j < len(self._ids):
+            raise IndexError("history index out of range")
+        return self._ids[j], self._ts[j], self._w[j]
+
+    def __setitem__(self, i: int, item: tuple[str, float, float]) -> None:
+        j = len(self._ids) - 1 - i if i >= 0 else -1 - i
+        if not 0 <= j < len(self._ids):
+            raise IndexError("history index out of range")
+        self._ids[j], self._ts[j], self._w[j] = sys.intern(item[0]), item[1], item[2]
+
+    def __iter__(self) -> Iterator[tuple[str, float, float]]:
+        return zip(reversed(self._ids), reversed(self._ts), reversed(self._w), strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, History | deque | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"History({list(self)!r})"
+
+    def appendleft(self, item: tuple[str, float, float]) -> None:
+        self._ids.append(sys.intern(item[0]))
+        self._ts.append(item[1])
+        self._w.append(item[2])
+
+    def pop(self) -> tuple[str, float, float]:
+        """Remove and return the oldest item."""
+        if not self._ids:
+            raise IndexError("pop from an empty history")
+        item = self._ids[0], self._ts[0], self._w[0]
+        del self._ids[0], self._ts[0], self._w[0]
+        return item
+
+
+def _new_dedup() -> array:
+    return array("Q")
+
+
 @dataclass
 class UserState:
-    """Everything held about one user; every collection is capped by a setting."""
+    """Everything held about one user; every collection is capped by a setting.
 
-    history: deque = field(default_factory=deque)  # (video_id, ts, weight), most recent first
+    Kept small because it is held for every user within the TTL: video ids are the interned
+    strings the catalogue holds (a pointer each, see ``Catalog.add``), history times and
+    weights and the event-id hashes are 8-byte machine words in arrays (``History``,
+    ``array('Q')``) rather than Python objects.
+    """
+
+    history: History = field(default_factory=History)  # (video_id, ts, weight), newest first
     seen: dict[str, None] = field(default_factory=dict)  # insertion-ordered, capped
-    dedup: dict[int, None] = field(default_factory=dict)  # hashes of recent event ids, capped
+    dedup: array = field(default_factory=_new_dedup)  # hashes of recent event ids, oldest first
     last_recs: list[str] = field(default_factory=list)  # the last published list
     last_ts: float = 0.0
     events: int = 0
@@ -88,15 +160,27 @@ class UserState:
 
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> UserState:
+        intern = sys.intern
         return cls(
-            deque(tuple(h) for h in s["history"]),
-            dict.fromkeys(s["seen"]),
-            dict.fromkeys(s["dedup"]),
-            list(s["last_recs"]),
+            History((v, t, w) for v, t, w in s["history"]),
+            dict.fromkeys(map(intern, s["seen"])),
+            array("Q", s["dedup"]),
+            list(map(intern, s["last_recs"])),
             s["last_ts"],
             s["events"],
             s.get("forgotten_at"),
         )
+
+    def has_event(self, h: int) -> bool:
+        """Whether the event-id hash ``h`` is among the remembered ones (one numpy scan)."""
+        if not self.dedup:
+            return False
+        return bool((np.frombuffer(self.dedup, dtype=np.uint64) == np.uint64(h)).any())
+
+    def remember_event(self, h: int, cap: int) -> None:
+        self.dedup.append(h)
+        if len(self.dedup) > cap:
+            del self.dedup[: len(self.dedup) - cap]
 
 
 @dataclass
@@ -278,11 +362,9 @@ class Engine:
         if st.forgotten_at is not None and ts <= st.forgotten_at:
             return None  # a redelivered event from before the user asked to be forgotten
         h = _hash64(event.event_id)
-        if h in st.dedup:
+        if st.has_event(h):
             return None
-        st.dedup[h] = None
-        if len(st.dedup) > s.dedup_len:
-            del st.dedup[next(iter(st.dedup))]
+        st.remember_event(h, s.dedup_len)
         st.events += 1
         st.last_ts = max(st.last_ts, ts)
         self.n_events += 1
@@ -291,7 +373,7 @@ class Engine:
             self.expire_idle_users(keep=event.user_id)
         deltas = ItemDeltas(ts=ts)
         w = self.weights[event.type]
-        vid = event.video_id
+        vid = sys.intern(event.video_id)
         if w == 0:
             return deltas
         if self.catalog.get(vid) is None:
