@@ -129,7 +129,7 @@ def _new_dedup() -> array:
     return array("Q")
 
 
-@dataclass
+@dataclass(slots=True)  # no per-instance __dict__: one is held per user
 class UserState:
     """Everything held about one user; every collection is capped by a setting.
 
