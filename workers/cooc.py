@@ -130,10 +130,35 @@ class CoOccurrence:
 
     def _merge(self, a: int, incs: dict[int, float]) -> None:
         """Add ``incs`` (neighbour -> increment) to row ``a``; drop entries at about zero."""
+        row = self._nb.get(a)
+        if row is not None and len(incs) == 1:
+            # The common case (a recent item gains one neighbour count): scalar numpy access
+            # costs a fraction of the general merge below.
+            ((b, inc),) = incs.items()
+            keys, vals = row
+            p = int(keys.searchsorted(b))
+            tol1 = 1e-12 * max(1.0, abs(inc))
+            if p < len(keys) and keys[p] == b:
+                v = float(vals[p]) + inc
+                if v > tol1:
+                    vals[p] = v
+                    return
+            elif inc > tol1:
+                n = len(keys)
+                nk = np.empty(n + 1, dtype=np.int32)
+                nv = np.empty(n + 1, dtype=np.float64)
+                nk[:p], nk[p], nk[p + 1 :] = keys[:p], b, keys[p:]
+                nv[:p], nv[p], nv[p + 1 :] = vals[:p], inc, vals[p:]
+                if n + 1 > 2 * self.topk:
+                    top = np.sort(np.argpartition(-nv, self.topk - 1)[: self.topk])
+                    nk, nv = nk[top], nv[top]
+                self._nb[a] = (nk, nv)
+                return
+            else:
+                return  # subtracting from an entry that is not there: nothing to remove
         bs = np.fromiter(incs.keys(), dtype=np.int64, count=len(incs))
         add = np.fromiter(incs.values(), dtype=np.float64, count=len(incs))
         tol = 1e-12 * np.maximum(1.0, np.abs(add))
-        row = self._nb.get(a)
         if row is None:
             keys, vals = _EMPTY_KEYS, _EMPTY_VALS
         else:
