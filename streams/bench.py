@@ -403,20 +403,20 @@ def traced_bytes(build: Callable[[], Any]) -> tuple[int, Any]:
 
 def _capped_user(settings: Any) -> Any:
     """A user whose every capped collection is full, with ids shaped like the synthetic ones."""
-    from collections import deque
+    from array import array
 
-    from workers.engine import UserState
+    from workers.engine import History, UserState
 
     seen_cap = max(settings.history_len * 10, 100)  # the engine's cap of the seen set
     vids = [f"v{100_000 + i}" for i in range(seen_cap)]
     return (
         UserState(
-            history=deque(
+            history=History(
                 (v, T_START + i, 1.5) for i, v in enumerate(vids[: settings.history_len])
             ),
             seen=dict.fromkeys(vids),
-            dedup=dict.fromkeys(
-                np.random.default_rng(0).integers(2**62, 2**63, settings.dedup_len).tolist()
+            dedup=array(
+                "Q", np.random.default_rng(0).integers(2**62, 2**63, settings.dedup_len).tolist()
             ),
             last_recs=[f"v{200_000 + i}" for i in range(settings.k)],
             last_ts=T_START,

@@ -206,3 +206,140 @@ def test_learning_beats_an_untrained_engine_on_the_planted_stream(make_engine):
     assert report["events"] > 200
     # 60 videos, 20 per topic; a random top-10 of unseen items would hit well under 0.3
     assert report["hr@10"] > 0.4
+
+
+class CountingIndex:
+    """Wraps a VideoIndex and counts searches, to see when candidates are searched afresh."""
+
+    def __init__(self, index: VideoIndex) -> None:
+        self._index = index
+        self.searches = 0
+
+    def search(self, *args, **kwargs):
+        self.searches += 1
+        return self._index.search(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._index, name)
+
+
+def play(n: int, user: str, vid: str, minutes: int) -> UserEvent:
+    return UserEvent(
+        event_id=f"c{n}", user_id=user, video_id=vid, type="play",
+        ts=T0 + timedelta(days=1, minutes=minutes),
+    )  # fmt: skip
+
+
+def test_candidates_are_reused_for_a_few_events_then_searched_afresh(make_engine):
+    eng = make_engine(candidate_refresh_events=3)
+    drive(planted_log(), eng)
+    eng.index = counting = CountingIndex(eng.index)
+    eng.on_event(play(1, "u0", "v3", 1))  # searches, then keeps the candidates
+    first = counting.searches
+    assert first > 0
+    eng.on_event(play(2, "u0", "v6", 2))
+    eng.on_event(play(3, "u0", "v9", 3))
+    assert counting.searches == first  # two more events of u0: reused
+    eng.on_event(play(4, "u0", "v12", 4))
+    assert counting.searches == 2 * first  # the third event since the search: afresh
+    eng.on_event(play(5, "u1", "v1", 5))
+    assert counting.searches == 3 * first  # another user has candidates of their own
+
+
+def test_a_new_video_invalidates_cached_candidates(make_engine):
+    eng = make_engine(candidate_refresh_events=100)
+    drive(planted_log(), eng)
+    eng.index = counting = CountingIndex(eng.index)
+    eng.on_event(play(1, "u0", "v3", 1))
+    eng.on_event(play(2, "u0", "v6", 2))
+    cached = counting.searches
+    eng.on_video(video(998, 0, T0 + timedelta(days=1)))
+    eng.on_event(play(3, "u0", "v9", 3))
+    assert counting.searches > cached
+
+
+def test_recommend_and_refresh_one_keep_no_candidates(make_engine):
+    eng = make_engine(candidate_refresh_events=1)
+    drive(planted_log(), eng)
+    assert not eng._cands  # refresh every event: nothing to keep
+    eng = make_engine()
+    drive(planted_log(), eng)
+    eng._cands.clear()
+    eng.recommend("u0")
+    assert not eng._cands  # ranking on request allocates nothing
+
+
+def test_candidate_cache_is_capped_and_dropped_on_forget(make_engine):
+    eng = make_engine(candidate_cache_users=5)
+    drive(planted_log(), eng)  # 12 users
+    assert len(eng._cands) == 5
+    user = next(iter(eng._cands))
+    eng.on_forget(ForgetUser(user_id=user, ts=T0 + timedelta(days=1)))
+    assert user not in eng._cands
+
+
+def test_idle_users_expire_with_their_factors_but_items_keep_what_they_learned(make_engine):
+    eng = make_engine(user_ttl_days=1.0)
+    drive(planted_log(), eng)  # every event within the first 3 hours of T0
+    eng.on_forget(ForgetUser(user_id="u1", ts=T0 + timedelta(hours=4)))
+    cooc = copy.deepcopy(eng.cooc.to_state()["nb"])
+    views = eng.popularity.views.copy()
+    late = play(1, "u2", "v2", 2 * 24 * 60)  # two days later
+    eng.on_event(late)
+    assert eng.expire_idle_users(keep="u3") == [
+        f"u{i}" for i in range(12) if i not in (1, 2, 3)
+    ]  # u1 is a tombstone, u2 is active, u3 is kept
+    assert set(eng.users) == {"u1", "u2", "u3"}
+    assert set(eng.factors.users) == {"u2", "u3"}
+    assert eng.users["u1"].forgotten_at is not None
+    assert all(u in ("u2", "u3") for u in eng._cands)
+    assert eng.cooc.to_state()["nb"].keys() >= cooc.keys()
+    assert (eng.popularity.views[: len(views)] >= views).all()
+    again = eng.on_event(play(2, "u0", "v0", 2 * 24 * 60 + 1))  # u0 comes back: afresh
+    assert again is not None and eng.users["u0"].events == 1
+
+
+def test_idle_users_are_swept_while_learning(make_engine):
+    eng = make_engine(user_ttl_days=1.0)
+    drive(planted_log(), eng)
+    for n in range(1000):  # one busy user, two days on: the sweep runs within user_step
+        d = eng.user_step(play(n, "busy", f"v{n % 60}", 2 * 24 * 60 + n))
+        if d is not None:
+            eng.apply_item_deltas(d)
+    assert set(eng.users) == {"busy"} and set(eng.factors.users) == {"busy"}
+
+
+def test_user_state_dedup_is_capped_oldest_first_and_round_trips_as_json():
+    import json
+
+    from workers.engine import UserState
+
+    st = UserState()
+    for h in (5, 2**64 - 1, 7, 9):
+        st.remember_event(h, cap=3)
+    assert list(st.dedup) == [2**64 - 1, 7, 9]  # the oldest went first
+    assert st.has_event(2**64 - 1) and st.has_event(9) and not st.has_event(5)
+    st.history.appendleft(("v1", 10.0, 1.5))
+    st.seen["v1"] = None
+    st.last_recs = ["v2"]
+    clone = UserState.from_state(json.loads(json.dumps(st.to_state())))
+    assert clone.to_state() == st.to_state()
+    assert clone.has_event(7) and not UserState().has_event(7)
+
+
+def test_history_behaves_like_the_deque_it_replaces():
+    from collections import deque
+
+    from workers.engine import History
+
+    h, d = History(), deque()
+    for n in range(30):
+        item = (f"v{n % 7}", float(n), 1.0 + n % 3)
+        h.appendleft(item)
+        d.appendleft(item)
+        if len(d) > 5:
+            assert h.pop() == d.pop()
+        if n % 4 == 0:
+            h[0] = d[0] = (d[0][0], d[0][1], 9.0)
+    assert list(h) == list(d) and h == d and len(h) == 5 and h[0] == d[0] and h[-1] == d[-1]
+    assert list(History(d)) == list(d) and not History()

@@ -155,7 +155,7 @@ def test_cooc_decays_with_time_and_stays_bounded():
     assert model.count(1, 2, DAY) == pytest.approx(c0 / 2)
     for j in range(3, 40):
         model.learn_one([(1, j * 10.0, 1.0)], j, j * 10.0 + 1, 1.0)
-    assert len(model._nb[1]) <= 2 * model.topk
+    assert len(model.neighbours(1)) <= 2 * model.topk
 
 
 def test_cooc_deltas_commute_and_subtract_exactly():
@@ -204,3 +204,31 @@ def _equal(a, b) -> bool:
     if isinstance(a, np.ndarray):
         return np.array_equal(a, b)
     return a == b
+
+
+def test_cooc_subtracting_one_users_deltas_leaves_the_others():
+    mine = CoOccurrence().deltas_one([(1, 0.0, 1.0), (2, 0.0, 1.0)], 3, 60.0, 2.0)
+    theirs = CoOccurrence().deltas_one([(1, 0.0, 1.0), (4, 0.0, 1.0)], 3, 90.0, 1.0)
+    both, only = CoOccurrence(), CoOccurrence()
+    both.apply_many(mine + theirs)
+    only.apply_many(theirs)
+    both.apply_many([(a, b, -amt, ts) for a, b, amt, ts in mine])
+    got, want = both.to_state()["nb"], only.to_state()["nb"]
+    assert got.keys() == want.keys()
+    for a in want:
+        assert got[a].keys() == want[a].keys()
+        for b in want[a]:  # counts as seen at one time (the raw units depend on the clock)
+            assert both.count(a, b, 90.0) == pytest.approx(only.count(a, b, 90.0), rel=1e-9)
+    before = both.to_state()["nb"]
+    both.apply_many([(7, 8, -1.0, 100.0), (1, 9, -1.0, 100.0)])  # nothing there: no entry
+    assert both.to_state()["nb"] == before and both.count(7, 8, 100.0) == 0.0
+
+
+def test_cooc_snapshot_round_trip_scores_the_same():
+    model = CoOccurrence(window=5, topk=4)
+    CoocAdapter().learn(model, _stream())
+    clone = CoOccurrence.from_state(model.to_state())
+    assert clone.to_state()["nb"] == model.to_state()["nb"]
+    hist = [(0, 0.0, 1.0), (3, 0.0, 2.0)]
+    assert clone.score_history(hist) == model.score_history(hist)
+    assert all(len(model.neighbours(i)) <= 8 for i in range(30))

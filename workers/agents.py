@@ -93,6 +93,7 @@ def user_snapshot(engine: Engine, user_id: str) -> dict[str, Any] | None:
 def restore_user(engine: Engine, user_id: str, snap: dict[str, Any]) -> None:
     """Install a user's snapshot in the engine, replacing whatever it held about the user."""
     engine.users[user_id] = UserState.from_state(snap["user"])
+    engine.drop_cached(user_id)
     if snap.get("factors") is not None:
         engine.factors.users[user_id] = np.asarray(snap["factors"], dtype=np.float32)
     else:
@@ -103,6 +104,7 @@ def evict_user(engine: Engine, user_id: str) -> None:
     """Drop a user from memory (not a forget: the table still holds them)."""
     engine.users.pop(user_id, None)
     engine.factors.users.pop(user_id, None)
+    engine.drop_cached(user_id)
 
 
 # -- internal wire formats ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ leaves the engine names videos by id.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ class Catalog:
         idx = self._idx.get(video_id)
         if idx is not None:
             return idx
+        video_id = sys.intern(video_id)  # users' histories share this one string object
         idx = len(self.ids)
         if idx >= len(self.published_at):
             cap = max(64, 2 * idx)

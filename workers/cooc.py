@@ -4,7 +4,9 @@ Users binge: the next video is best predicted by the last few watched, so a new 
 co-counts with the user's recent items only, weighted by how recent each one is (position and
 time gap). Counts decay with a half-life so that yesterday's binge outweighs last month's, and
 each item keeps only its ``topk`` strongest neighbours, so memory is bounded by
-``items * 2 * topk``.
+``items * 2 * topk`` entries. A row is two numpy arrays (neighbour ids, sorted, as int32 and
+counts as float64, 12 bytes an entry) rather than a dict (about 100 bytes an entry): the rows
+are most of the item state, and scoring reads them as arrays anyway.
 
 The learning step is split in two, so that the streaming path can partition it: ``deltas_one``
 is a pure function of one user's history (the user-side step), ``apply_many`` adds deltas to the
@@ -21,6 +23,8 @@ import numpy as np
 
 from workers.decay import DecayClock
 
+_EMPTY_KEYS = np.zeros(0, dtype=np.int32)
+_EMPTY_VALS = np.zeros(0, dtype=np.float64)
 Delta = tuple[int, int, float, float]  # (from item, to item, amount, ts)
 History = Sequence[tuple[int, float, float]]  # (item, ts, weight), most recent first
 
@@ -62,7 +66,7 @@ class CoOccurrence:
         self.backward = backward
         self.shrink = shrink
         self.clock = DecayClock(half_life_s)
-        self._nb: dict[int, dict[int, float]] = {}
+        self._nb: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # a -> (sorted b, counts)
         self._total = np.zeros(0, dtype=np.float64)
         self._last_ts: float | None = None
 
@@ -94,28 +98,95 @@ class CoOccurrence:
         return out
 
     def apply_many(self, deltas: Iterable[Delta]) -> None:
-        """Add co-count increments (the item-side step); negative amounts subtract."""
+        """Add co-count increments (the item-side step); negative amounts subtract.
+
+        An entry whose count falls to (about) zero is removed, so subtracting exactly what was
+        added leaves no trace. Increments are summed per row first, then merged into each row's
+        arrays in one step.
+        """
+        pending: dict[int, dict[int, float]] = {}
         for a, b, amount, ts in deltas:
             if self.clock.needs_rebase(ts):
+                self._merge_all(pending)
+                pending = {}
                 self._rebase(ts)
             inc = amount * self.clock.factor(ts)
             if self._last_ts is None or ts > self._last_ts:
                 self._last_ts = ts
-            row = self._nb.get(a)
+            row = pending.get(a)
             if row is None:
-                row = self._nb[a] = {}
-            new = row.get(b, 0.0) + inc
-            if new <= 1e-12 * max(1.0, abs(inc)):
-                row.pop(b, None)
-            else:
-                row[b] = new
+                row = pending[a] = {}
+            row[b] = row.get(b, 0.0) + inc
             if a >= len(self._total):
                 total = np.zeros(max(a + 1, 2 * len(self._total), 64), dtype=np.float64)
                 total[: len(self._total)] = self._total
                 self._total = total
             self._total[a] = max(0.0, self._total[a] + inc)
-            if len(row) > 2 * self.topk:
-                self._prune(a)
+        self._merge_all(pending)
+
+    def _merge_all(self, pending: dict[int, dict[int, float]]) -> None:
+        for a, incs in pending.items():
+            self._merge(a, incs)
+
+    def _merge(self, a: int, incs: dict[int, float]) -> None:
+        """Add ``incs`` (neighbour -> increment) to row ``a``; drop entries at about zero."""
+        row = self._nb.get(a)
+        if row is not None and len(incs) == 1:
+            # The common case (a recent item gains one neighbour count): scalar numpy access
+            # costs a fraction of the general merge below.
+            ((b, inc),) = incs.items()
+            keys, vals = row
+            p = int(keys.searchsorted(b))
+            tol1 = 1e-12 * max(1.0, abs(inc))
+            if p < len(keys) and keys[p] == b:
+                v = float(vals[p]) + inc
+                if v > tol1:
+                    vals[p] = v
+                    return
+            elif inc > tol1:
+                n = len(keys)
+                nk = np.empty(n + 1, dtype=np.int32)
+                nv = np.empty(n + 1, dtype=np.float64)
+                nk[:p], nk[p], nk[p + 1 :] = keys[:p], b, keys[p:]
+                nv[:p], nv[p], nv[p + 1 :] = vals[:p], inc, vals[p:]
+                if n + 1 > 2 * self.topk:
+                    top = np.sort(np.argpartition(-nv, self.topk - 1)[: self.topk])
+                    nk, nv = nk[top], nv[top]
+                self._nb[a] = (nk, nv)
+                return
+            else:
+                return  # subtracting from an entry that is not there: nothing to remove
+        bs = np.fromiter(incs.keys(), dtype=np.int64, count=len(incs))
+        add = np.fromiter(incs.values(), dtype=np.float64, count=len(incs))
+        tol = 1e-12 * np.maximum(1.0, np.abs(add))
+        if row is None:
+            keys, vals = _EMPTY_KEYS, _EMPTY_VALS
+        else:
+            keys, vals = row
+        pos = np.searchsorted(keys, bs)
+        found = pos < len(keys)
+        found[found] = keys[pos[found]] == bs[found]
+        drop = np.zeros(0, dtype=np.int64)
+        if found.any():
+            p = pos[found]
+            vals = vals.copy() if row is None else vals
+            vals[p] += add[found]
+            drop = p[vals[p] <= tol[found]]
+        new = ~found & (add > tol)
+        if new.any() or len(drop):
+            keep = np.ones(len(keys), dtype=bool)
+            keep[drop] = False
+            keys = np.concatenate([keys[keep], bs[new].astype(np.int32)])
+            vals = np.concatenate([vals[keep], add[new]])
+            if len(keys) > 2 * self.topk:
+                top = np.argpartition(-vals, self.topk - 1)[: self.topk]
+                keys, vals = keys[top], vals[top]
+            order = np.argsort(keys, kind="stable")
+            keys, vals = keys[order], vals[order]
+        if len(keys):
+            self._nb[a] = (keys, vals)
+        else:
+            self._nb.pop(a, None)
 
     def learn_one(
         self,
@@ -126,26 +197,19 @@ class CoOccurrence:
     ) -> None:
         self.apply_many(self.deltas_one(history, item, ts, weight))
 
-    def _prune(self, a: int) -> None:
-        row = self._nb[a]
-        keep = sorted(row.items(), key=lambda kv: kv[1], reverse=True)[: self.topk]
-        self._nb[a] = dict(keep)
-
     def _rebase(self, ts: float) -> None:
         scale = self.clock.rebase(ts)
-        for row in self._nb.values():
-            for b in row:
-                row[b] *= scale
+        for _keys, vals in self._nb.values():
+            vals *= scale
         self._total *= scale
 
     # -- scoring (never allocates state) ----------------------------------------------------
     def _row(self, item: int) -> tuple[np.ndarray, np.ndarray]:
         """Neighbour indices and normalised scores ``C[a][b] / (sqrt(T[a] T[b]) + shrink)``."""
         row = self._nb.get(item)
-        if not row:
+        if row is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        keys = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
-        vals = np.fromiter(row.values(), dtype=np.float64, count=len(row))
+        keys, vals = row[0].astype(np.int64), row[1]
         tb = np.where(
             keys < len(self._total), self._total[np.minimum(keys, len(self._total) - 1)], vals
         )
@@ -167,35 +231,58 @@ class CoOccurrence:
         return dict(zip(keys.tolist(), scores.tolist(), strict=True))
 
     def score_history_arrays(self, history: History) -> tuple[np.ndarray, np.ndarray]:
-        """``score_history`` as (items, scores) arrays, items sorted ascending."""
-        ks, vs = [], []
+        """``score_history`` as (items, scores) arrays, items sorted ascending.
+
+        The rows of all history items are normalised in one numpy pass (``_row``'s formula),
+        which is most of the cost of co-occurrence per ranked event.
+        """
+        rows, srcs, mult = [], [], []
         for pos, (prev, _ts, w) in enumerate(history[: self.window]):
-            keys, scores = self._row(prev)
-            if len(keys):
-                ks.append(keys)
-                vs.append(scores * (self.position_decay**pos * min(w, 3.0)))
-        if not ks:
+            row = self._nb.get(prev)
+            if row is not None:
+                rows.append(row)
+                srcs.append(prev)
+                mult.append(self.position_decay**pos * min(w, 3.0))
+        if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        keys = np.concatenate(ks)
-        if len(ks) == 1:
-            order = np.argsort(keys)
-            return keys[order], vs[0][order]
+        lens = [len(r[0]) for r in rows]
+        keys = np.concatenate([r[0] for r in rows]).astype(np.int64)
+        vals = np.concatenate([r[1] for r in rows])
+        total = self._total
+        tb = np.where(keys < len(total), total[np.minimum(keys, len(total) - 1)], vals)
+        tb = np.maximum(tb, vals)
+        ta = np.repeat(total[np.asarray(srcs, dtype=np.int64)], lens)
+        shrink = self.shrink * (self.clock.factor(self._last_ts) if self._last_ts else 1.0)
+        scores = vals / (np.sqrt(ta * tb) + shrink) * np.repeat(np.asarray(mult), lens)
+        if len(rows) == 1:
+            return keys, scores  # a row's keys are sorted already
         uniq, inv = np.unique(keys, return_inverse=True)
-        return uniq, np.bincount(inv, weights=np.concatenate(vs), minlength=len(uniq))
+        return uniq, np.bincount(inv, weights=scores, minlength=len(uniq))
 
     def forget_item(self, item: int) -> None:
         self._nb.pop(item, None)
         if item < len(self._total):
             self._total[item] = 0.0
-        for row in self._nb.values():
-            row.pop(item, None)
+        for a, (keys, vals) in list(self._nb.items()):
+            hit = keys == item
+            if hit.any():
+                if hit.all():
+                    del self._nb[a]
+                else:
+                    self._nb[a] = (keys[~hit], vals[~hit])
 
     def __len__(self) -> int:
         return len(self._nb)
 
     def count(self, a: int, b: int, ts: float) -> float:
         """The decayed co-count ``C[a][b]`` as seen at ``ts`` (for tests and inspection)."""
-        return self._nb.get(a, {}).get(b, 0.0) * self.clock.deflate(ts)
+        row = self._nb.get(a)
+        if row is None:
+            return 0.0
+        keys, vals = row
+        pos = int(np.searchsorted(keys, b))
+        hit = pos < len(keys) and int(keys[pos]) == b
+        return float(vals[pos]) * self.clock.deflate(ts) if hit else 0.0
 
     # -- snapshots --------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -209,7 +296,10 @@ class CoOccurrence:
                 "shrink": self.shrink,
             },
             "clock": self.clock.to_state(),
-            "nb": {a: dict(row) for a, row in self._nb.items()},
+            "nb": {
+                a: dict(zip(keys.tolist(), vals.tolist(), strict=True))
+                for a, (keys, vals) in self._nb.items()
+            },
             "total": self._total.copy(),
             "last_ts": self._last_ts,
         }
@@ -218,7 +308,12 @@ class CoOccurrence:
     def from_state(cls, state: dict[str, Any]) -> CoOccurrence:
         obj = cls(**state["params"], half_life_s=state["clock"]["half_life_s"])
         obj.clock = DecayClock.from_state(state["clock"])
-        obj._nb = {a: dict(row) for a, row in state["nb"].items()}
+        for a, row in state["nb"].items():
+            if row:
+                keys = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
+                vals = np.fromiter(row.values(), dtype=np.float64, count=len(row))
+                order = np.argsort(keys, kind="stable")
+                obj._nb[int(a)] = (keys[order].astype(np.int32), vals[order])
         obj._total = np.array(state["total"], dtype=np.float64)
         obj._last_ts = state["last_ts"]
         return obj

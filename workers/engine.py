@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import time
 from array import array
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,13 +144,83 @@ def step_history(
     return True, before
 
 
-@dataclass
-class UserState:
-    """Everything held about one user; every collection is capped by a setting."""
+class History:
+    """A user's recent positive items as ``(video_id, ts, weight)``, most recent first.
 
-    history: deque = field(default_factory=deque)  # (video_id, ts, weight), most recent first
+    The deque-like part of the API the engine uses (``appendleft``, ``pop``, ``[i]``, iteration,
+    ``len``), stored as a list of (interned) ids and two ``array('d')``: 24 bytes an entry
+    instead of about 100 for a tuple of three objects. Stored oldest first, so that adding the
+    newest item is an append.
+    """
+
+    __slots__ = ("_ids", "_ts", "_w")
+
+    def __init__(self, items: Iterable[tuple[str, float, float]] = ()) -> None:
+        rows = list(items)[::-1]
+        self._ids: list[str] = [sys.intern(r[0]) for r in rows]
+        self._ts = array("d", [r[1] for r in rows])
+        self._w = array("d", [r[2] for r in rows])
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __bool__(self) -> bool:
+        return bool(self._ids)
+
+    def __getitem__(self, i: int) -> tuple[str, float, float]:
+        j = len(self._ids) - 1 - i if i >= 0 else -1 - i
+        if not 0 <= j < len(self._ids):
+            raise IndexError("history index out of range")
+        return self._ids[j], self._ts[j], self._w[j]
+
+    def __setitem__(self, i: int, item: tuple[str, float, float]) -> None:
+        j = len(self._ids) - 1 - i if i >= 0 else -1 - i
+        if not 0 <= j < len(self._ids):
+            raise IndexError("history index out of range")
+        self._ids[j], self._ts[j], self._w[j] = sys.intern(item[0]), item[1], item[2]
+
+    def __iter__(self) -> Iterator[tuple[str, float, float]]:
+        return zip(reversed(self._ids), reversed(self._ts), reversed(self._w), strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, History | deque | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"History({list(self)!r})"
+
+    def appendleft(self, item: tuple[str, float, float]) -> None:
+        self._ids.append(sys.intern(item[0]))
+        self._ts.append(item[1])
+        self._w.append(item[2])
+
+    def pop(self) -> tuple[str, float, float]:
+        """Remove and return the oldest item."""
+        if not self._ids:
+            raise IndexError("pop from an empty history")
+        item = self._ids[0], self._ts[0], self._w[0]
+        del self._ids[0], self._ts[0], self._w[0]
+        return item
+
+
+def _new_dedup() -> array:
+    return array("Q")
+
+
+@dataclass(slots=True)  # no per-instance __dict__: one is held per user
+class UserState:
+    """Everything held about one user; every collection is capped by a setting.
+
+    Kept small because it is held for every user within the TTL: video ids are the interned
+    strings the catalogue holds (a pointer each, see ``Catalog.add``), history times and
+    weights and the event-id hashes are 8-byte machine words in arrays (``History``,
+    ``array('Q')``) rather than Python objects.
+    """
+
+    history: History = field(default_factory=History)  # (video_id, ts, weight), newest first
     seen: dict[str, None] = field(default_factory=dict)  # insertion-ordered, capped
-    dedup: dict[int, None] = field(default_factory=dict)  # hashes of recent event ids, capped
+    dedup: array = field(default_factory=_new_dedup)  # hashes of recent event ids, oldest first
     last_recs: list[str] = field(default_factory=list)  # the last published list
     last_ts: float = 0.0
     events: int = 0
@@ -170,16 +241,45 @@ class UserState:
 
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> UserState:
+        intern = sys.intern
         return cls(
-            deque(tuple(h) for h in s["history"]),
-            dict.fromkeys(s["seen"]),
-            dict.fromkeys(s["dedup"]),
-            list(s["last_recs"]),
+            History((v, t, w) for v, t, w in s["history"]),
+            dict.fromkeys(map(intern, s["seen"])),
+            array("Q", s["dedup"]),
+            list(map(intern, s["last_recs"])),
             s["last_ts"],
             s["events"],
             s.get("forgotten_at"),
             Ledger.from_state(s.get("ledger")),
         )
+
+    def has_event(self, h: int) -> bool:
+        """Whether the event-id hash ``h`` is among the remembered ones (one numpy scan)."""
+        if not self.dedup:
+            return False
+        return bool((np.frombuffer(self.dedup, dtype=np.uint64) == np.uint64(h)).any())
+
+    def remember_event(self, h: int, cap: int) -> None:
+        self.dedup.append(h)
+        if len(self.dedup) > cap:
+            del self.dedup[: len(self.dedup) - cap]
+
+
+@dataclass
+class CachedCandidates:
+    """A user's content and factor candidates, reused for a few events (derived, never saved).
+
+    Both searches cost O(catalogue) per call (an exact Qdrant search, a full factor product),
+    and a user's profile and factors move little from one event to the next, so the candidate
+    *sets* are reused for ``candidate_refresh_events`` events; every candidate is still scored
+    afresh. A video arriving (``videos_version``) invalidates every entry, so that a new video
+    can reach its users at once.
+    """
+
+    events: int  # the user's event count when searched
+    videos_version: int
+    content: np.ndarray
+    mf: np.ndarray
 
 
 @dataclass
@@ -275,6 +375,9 @@ class Engine:
         # content searches that failed (Qdrant down or slow): those lists were ranked without
         # content candidates instead of failing the event
         self.degraded_searches = 0
+        self._cands: OrderedDict[str, CachedCandidates] = OrderedDict()
+        self._videos_version = 0
+        self._since_sweep = 0
 
     def _feature_on(self, f: str) -> bool:
         src = set(self.cfg.sources)
@@ -305,6 +408,7 @@ class Engine:
             else:
                 vectors = self.encoder.encode_many([v.text() for v in videos])
         pubs = [v.published_at.timestamp() for v in videos]
+        self._videos_version += 1
         if self.index is not None:
             self.index.upsert_many(
                 [v.video_id for v in videos],
@@ -333,7 +437,7 @@ class Engine:
 
     def publish(self, user_id: str, trigger_event_id: str | None, t0: float) -> Recommendations:
         """Rank for the user, remember the head of the list, and build the message."""
-        ranked = self._rank(user_id, self.settings.k)
+        ranked = self._rank(user_id, self.settings.k, cache=True)
         st = self.users.get(user_id)
         ids = [self.catalog.ids[i] for i in ranked.items]
         if st is not None:
@@ -351,17 +455,18 @@ class Engine:
         if st.forgotten_at is not None and ts <= st.forgotten_at:
             return None  # a redelivered event from before the user asked to be forgotten
         h = _hash64(event.event_id)
-        if h in st.dedup:
+        if st.has_event(h):
             return None
-        st.dedup[h] = None
-        if len(st.dedup) > s.dedup_len:
-            del st.dedup[next(iter(st.dedup))]
+        st.remember_event(h, s.dedup_len)
         st.events += 1
         st.last_ts = max(st.last_ts, ts)
         self.n_events += 1
+        self._since_sweep += 1
+        if self._since_sweep >= max(1000, len(self.users)):
+            self.expire_idle_users(keep=event.user_id)
         deltas = ItemDeltas(ts=ts)
         w = self.weights[event.type]
-        vid = event.video_id
+        vid = sys.intern(event.video_id)
         if w == 0:
             return deltas
         if self.catalog.get(vid) is None:
@@ -481,6 +586,34 @@ class Engine:
         feats = self._features(user_id, st, items)
         return self.fusion.gradient(feats[0], feats[1:])
 
+    # -- expiry -----------------------------------------------------------------------------
+    def expire_idle_users(self, keep: str | None = None) -> list[str]:
+        """Drop users idle for ``user_ttl_days`` of stream time, with their factors; return them.
+
+        Called from ``user_step`` once per ``max(1000, users)`` events, so the sweep costs O(1)
+        per event and the user table stays bounded by the users active within the TTL. Expiry
+        is not forgetting: what the user taught the items (co-counts, popularity, item
+        factors) stays, and a user who comes back starts afresh. Tombstones of forgotten users
+        stay: they are what stops a redelivery of erased events from being learned again.
+        ``keep`` is never dropped (the user whose event is being handled, however late it is).
+        """
+        self._since_sweep = 0
+        cutoff = self.now - self.settings.user_ttl_days * 86400.0
+        idle = [
+            u
+            for u, st in self.users.items()
+            if st.forgotten_at is None and st.last_ts < cutoff and u != keep
+        ]
+        for u in idle:
+            del self.users[u]
+            self.factors.forget_user(u)
+            self.drop_cached(u)
+        return idle
+
+    def drop_cached(self, user_id: str) -> None:
+        """Drop what is derived from the user's state (for a user removed or replaced)."""
+        self._cands.pop(user_id, None)
+
     # -- forgetting -------------------------------------------------------------------------
     def on_forget(self, msg: ForgetUser) -> ErasureReceipt:
         """Erase everything held about the user (see ``forget_step``); returns the receipt."""
@@ -498,6 +631,7 @@ class Engine:
         earlier events cannot teach the engine about them again.
         """
         st = self.users.pop(msg.user_id, None)
+        self.drop_cached(msg.user_id)
         had_factors = self.factors.forget_user(msg.user_id)
         requested = msg.ts.timestamp()
         self.users[msg.user_id] = UserState(forgotten_at=requested)
@@ -613,7 +747,8 @@ class Engine:
             cfg=cfg,
         )
 
-    def _rank(self, user_id: str, k: int) -> Ranked:
+    def _rank(self, user_id: str, k: int, cache: bool = False) -> Ranked:
+        """Rank candidates for the user; ``cache`` reuses (and keeps) the user's candidate sets."""
         cfg = self.cfg
         st = self.users.get(user_id)
         hist = self._history_idx(st)
@@ -632,11 +767,23 @@ class Engine:
                 cfg.profile_len,
                 cfg.profile_decay,
             )
-            if profile is not None:
-                found = self._content_candidates(profile, seen_ids)
-                cands.append(np.asarray(found, dtype=np.int64))
-        if "mf" in cfg.sources:
-            cands.append(self.factors.top_items(user_id, cfg.n_mf, len(self.catalog)))
+        cached = self._cached_candidates(user_id, st) if cache else None
+        if cached is None:
+            content = (
+                np.asarray(self._content_candidates(profile, seen_ids), dtype=np.int64)
+                if profile is not None
+                else _NO_ITEMS
+            )
+            mf = (
+                self.factors.top_items(user_id, cfg.n_mf, len(self.catalog))
+                if "mf" in cfg.sources
+                else _NO_ITEMS
+            )
+            if cache and st is not None:
+                self._keep_candidates(user_id, st, content, mf)
+        else:
+            content, mf = cached.content, cached.mf
+        cands += [content, mf]
         if "popular" in cfg.sources or not any(len(c) for c in cands):
             cands.append(self.popularity.trending(cfg.n_popular).astype(np.int64))
         items = np.unique(np.concatenate(cands)) if cands else np.zeros(0, dtype=np.int64)
@@ -651,6 +798,31 @@ class Engine:
             self.popularity.views_of(items) < cfg.cold_views
         )
         return fuse_and_rank(items, feats, self.fusion, k, cfg, cold)
+
+    def _cached_candidates(self, user_id: str, st: UserState | None) -> CachedCandidates | None:
+        c = self._cands.get(user_id)
+        if c is None or st is None:
+            return None
+        if (
+            st.events - c.events >= self.settings.candidate_refresh_events
+            or c.videos_version != self._videos_version
+        ):
+            return None
+        self._cands.move_to_end(user_id)
+        return c
+
+    def _keep_candidates(
+        self, user_id: str, st: UserState, content: np.ndarray, mf: np.ndarray
+    ) -> None:
+        s = self.settings
+        if s.candidate_refresh_events <= 1 or s.candidate_cache_users == 0:
+            return
+        self._cands[user_id] = CachedCandidates(
+            st.events, self._videos_version, content.astype(np.int32), mf.astype(np.int32)
+        )
+        self._cands.move_to_end(user_id)
+        while len(self._cands) > s.candidate_cache_users:
+            self._cands.popitem(last=False)
 
     def _content_candidates(self, profile: np.ndarray, seen: Iterable[str]) -> list[int]:
         """Nearest videos to the user's content profile, overall and among fresh videos."""
@@ -759,6 +931,7 @@ class Engine:
 
 
 _NO_COOC = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+_NO_ITEMS = np.zeros(0, dtype=np.int64)
 
 
 def _top_indices(scores: np.ndarray, n: int, ids: np.ndarray | None = None) -> list[int]:

@@ -88,3 +88,12 @@ class EngineSettings(BaseSettings):
     fresh_days: float = Field(default=7.0, gt=0, description="A video this young is 'new'.")
     factors_dim: int = Field(default=32, ge=1)
     user_ttl_days: float = Field(default=90.0, gt=0, description="Idle users expire after this.")
+    candidate_refresh_events: int = Field(
+        default=4,
+        ge=1,
+        description="A user's content and factor candidates are searched afresh every this many "
+        "of their events (and whenever a video arrives); 1 searches on every event.",
+    )
+    candidate_cache_users: int = Field(
+        default=20_000, ge=0, description="Users whose candidates are cached (least recent out)."
+    )
