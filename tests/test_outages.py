@@ -46,7 +46,8 @@ def flaky_engine():
         real = VideoIndex(IndexSettings(path=None), dim=enc.dim)
         idx = FlakyIndex(real, **kwargs)
         made.append(real)
-        return Engine(EngineSettings(k=10), enc, idx), idx
+        # every event searches (no reused candidates), so that an outage is met at once
+        return Engine(EngineSettings(k=10, candidate_refresh_events=1), enc, idx), idx
 
     yield make
     for real in made:
