@@ -20,7 +20,9 @@ from test_engine import planted_log
 
 from schemas import Recommendations, UserEvent, VideoPublished, decode
 from streams.clients import Sender, make_producer, subscribe
+from streams.deadletter import DeadLetter
 from streams.topics import (
+    DEAD_LETTERS,
     ITEM_DELTAS,
     RECOMMENDATIONS,
     VIDEO_VECTORS,
@@ -191,7 +193,46 @@ def test_embed_agent_retries_a_failing_encoder_and_ships_every_video(flaky_engin
     finally:
         wa.close()
     assert [c.kwargs["key"] for c in sent.await_args_list] == [v.video_id.encode() for v in vids]
-    assert wa.adapter.counts["encode_retries"] == 2
+    # failure 1: the batch; failure 2: the probe, so the encoder is down (not one bad video)
+    # and the whole batch is retried once, then succeeds
+    assert wa.adapter.counts["encode_retries"] == 1
+
+
+def test_a_video_the_encoder_always_fails_on_is_dead_lettered_not_retried_forever(
+    flaky_engine,
+):
+    eng, _ = flaky_engine()
+    ad = EngineAdapter(eng, origin="w")
+    vids = _videos(planted_log())[:5]
+    poison = vids[2].model_copy(update={"title": "POISON"})
+    vids[2] = poison
+    encode = ad.encode_videos
+
+    def picky(videos):  # noqa: ANN001, ANN202 - fails on one video, whatever the batch
+        if any(v.title == "POISON" for v in videos):
+            raise ValueError("tokenizer blew up")
+        return encode(videos)
+
+    ad.encode_videos = picky
+    records = [
+        (v.video_id.encode(), v.to_json(), Meta("t.videos", 0, n)) for n, v in enumerate(vids)
+    ]
+    good, vectors, bad = ad.encode_or_isolate(vids)
+    assert [v.video_id for v in good] == [v.video_id for v in vids if v is not poison]
+    assert vectors.shape == (4, eng.dim)
+    assert [(v.video_id, "tokenizer blew up" in r) for v, r in bad] == [(poison.video_id, True)]
+    letters = ad.poison_letters(records, bad)
+    assert [o.stage for o in letters] == [DEAD_LETTERS]
+    dl = DeadLetter.from_json(letters[0].value)
+    assert dl.offset == 2 and dl.value == poison.to_json() and "encoder fails" in dl.reason
+
+    # an encoder that is down fails the probe too: the batch error propagates (and is retried)
+    def down(videos):  # noqa: ANN001, ANN202
+        raise RuntimeError("CUDA error: out of memory")
+
+    ad.encode_videos = down
+    with pytest.raises(RuntimeError, match="out of memory"):
+        ad.encode_or_isolate(vids)
 
 
 # -- real broker: a worker whose index goes down twice ----------------------------------------

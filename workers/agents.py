@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -51,6 +52,13 @@ from workers.engine import Engine, ItemDeltas, UserState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# What the embed agent encodes to tell an encoder outage from one video it cannot encode.
+_PROBE = VideoPublished(
+    video_id="vidrec-encoder-probe",
+    title="encoder probe",
+    published_at=datetime(2026, 1, 1, tzinfo=UTC),
+)
 
 USER_SNAPSHOT_VERSION = 1
 WIRE_VERSION = 1
@@ -438,6 +446,52 @@ class EngineAdapter:
         """The content vectors of a batch: the slow call, which a worker runs in an executor."""
         return self.engine.encoder.encode_many([v.text() for v in videos])
 
+    def encode_or_isolate(
+        self, videos: Sequence[VideoPublished]
+    ) -> tuple[list[VideoPublished], np.ndarray, list[tuple[VideoPublished, str]]]:
+        """Encode a batch; when it fails, tell an encoder outage from a video it cannot encode.
+
+        A batch that fails is followed by a probe (a plain title). If the probe fails too, the
+        encoder itself is down: the error propagates and the caller retries the whole batch
+        with backoff. If the probe succeeds, the videos are encoded one by one and those that
+        still fail are returned as ``(video, reason)`` for the dead-letter topic, so that one
+        poison video cannot stall the embed agent forever.
+        """
+        try:
+            return list(videos), self.encode_videos(videos), []
+        except Exception as exc:
+            try:
+                self.encode_videos([_PROBE])
+            except Exception:
+                raise exc from None
+        good: list[VideoPublished] = []
+        vecs: list[np.ndarray] = []
+        poison: list[tuple[VideoPublished, str]] = []
+        for v in videos:
+            try:
+                vecs.append(self.encode_videos([v])[0])
+                good.append(v)
+            except Exception as exc:
+                poison.append((v, f"the encoder fails on this video: {type(exc).__name__}: {exc}"))
+        out = np.stack(vecs) if vecs else np.zeros((0, self.engine.dim), dtype=np.float32)
+        return good, out, poison
+
+    def poison_letters(
+        self,
+        records: Sequence[tuple[bytes | None, bytes | None, Meta]],
+        poison: Sequence[tuple[VideoPublished, str]],
+    ) -> list[Out]:
+        """Dead letters for the videos the encoder fails on, with their original records."""
+        by_key = {key: (key, value, meta) for key, value, meta in records}
+        outs = []
+        for video, reason in poison:
+            key = video.video_id.encode()
+            rec = by_key.get(key)
+            if rec is None:  # a record keyed by something else: the video is the evidence
+                rec = (key, video.to_json(), records[0][2])
+            outs.append(self.dead_letter(*rec, reason))
+        return outs
+
     def video_vector_outs(self, videos: Sequence[VideoPublished], vectors: np.ndarray) -> list[Out]:
         name = getattr(self.engine.encoder, "name", "")
         self.counts["videos_embedded"] += len(videos)
@@ -710,13 +764,14 @@ def register_agents(
             await send_all(bad)
             if videos:
 
-                async def encode(videos: list[VideoPublished] = videos) -> np.ndarray:
-                    return await loop.run_in_executor(executor, adapter.encode_videos, videos)
+                async def encode(videos: list[VideoPublished] = videos) -> Any:
+                    return await loop.run_in_executor(executor, adapter.encode_or_isolate, videos)
 
-                vectors = await retry.run(
+                good, vectors, poison = await retry.run(
                     encode, f"encoding {len(videos)} videos", "encode_retries"
                 )
-                await send_all(adapter.video_vector_outs(videos, vectors))
+                await send_all(adapter.poison_letters(records, poison))
+                await send_all(adapter.video_vector_outs(good, vectors))
 
     return {
         "learn-and-recommend": app.agent(channels[USER_EVENTS], name="learn-and-recommend")(

@@ -549,9 +549,7 @@ class Engine:
             raise ValueError(f"item deltas sign must be 1 or -1, got {deltas.sign!r}")
         sign = deltas.sign
         if deltas.cooc:
-            self.cooc.apply_many(
-                (idx(a), idx(b), sign * amt, t) for a, b, amt, t in deltas.cooc
-            )
+            self.cooc.apply_many((idx(a), idx(b), sign * amt, t) for a, b, amt, t in deltas.cooc)
         if deltas.popularity:
             pops = ((idx(v), amt, t) for v, amt, t in deltas.popularity)
             if sign > 0:
