@@ -8,6 +8,12 @@ Every topic has one partition here, so every run handles the events in one order
 is deterministic for a given order, which is what makes "equal" an exact comparison (with
 several partitions the interleaving, and so the last bits of the item state, vary from run to
 run even without a crash).
+
+The workers here search a user's candidates afresh on every event
+(``VIDREC_ENGINE_CANDIDATE_REFRESH_EVENTS=1``). By default a user's candidate sets are reused
+for a few events, and that cache is not in the user's snapshot: after a restart a user's next
+few lists are ranked from freshly searched candidates, so they may differ from the
+uninterrupted run's (the item state and every count still equal it).
 """
 
 from __future__ import annotations
@@ -92,6 +98,9 @@ class Deployment:
             "VIDREC_ENCODER_MODEL_PATH": "hashing",
             "VIDREC_WORKER_STATUS_INTERVAL_S": "0.5",
             "VIDREC_WORKER_SESSION_TIMEOUT_S": "6",
+            # candidates searched afresh on every event: the reused ones are a cache that a
+            # restarted worker starts without (see the module docstring)
+            "VIDREC_ENGINE_CANDIDATE_REFRESH_EVENTS": "1",
             "VIDREC_QDRANT_PATH": str(self.tmp / f"{self.prefix}-q{n}"),
             "QDRANT_URL": None,
             **(extra or {}),
