@@ -405,7 +405,7 @@ def _capped_user(settings: Any) -> Any:
     """A user whose every capped collection is full, with ids shaped like the synthetic ones."""
     from array import array
 
-    from workers.engine import History, UserState
+    from workers.engine import History, Ledger, Seen, UserState
 
     seen_cap = max(settings.history_len * 10, 100)  # the engine's cap of the seen set
     vids = [f"v{100_000 + i}" for i in range(seen_cap)]
@@ -414,7 +414,12 @@ def _capped_user(settings: Any) -> Any:
             history=History(
                 (v, T_START + i, 1.5) for i, v in enumerate(vids[: settings.history_len])
             ),
-            seen=dict.fromkeys(vids),
+            seen=Seen(vids),
+            ledger=Ledger(
+                (vids[i % seen_cap] for i in range(settings.erase_ledger_len)),
+                (T_START + i for i in range(settings.erase_ledger_len)),
+                (1.0 for _ in range(settings.erase_ledger_len)),
+            ),
             dedup=array(
                 "Q", np.random.default_rng(0).integers(2**62, 2**63, settings.dedup_len).tolist()
             ),

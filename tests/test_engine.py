@@ -320,11 +320,22 @@ def test_user_state_dedup_is_capped_oldest_first_and_round_trips_as_json():
     assert list(st.dedup) == [2**64 - 1, 7, 9]  # the oldest went first
     assert st.has_event(2**64 - 1) and st.has_event(9) and not st.has_event(5)
     st.history.appendleft(("v1", 10.0, 1.5))
-    st.seen["v1"] = None
+    st.seen.touch("v1", cap=3)
     st.last_recs = ["v2"]
     clone = UserState.from_state(json.loads(json.dumps(st.to_state())))
     assert clone.to_state() == st.to_state()
     assert clone.has_event(7) and not UserState().has_event(7)
+
+
+def test_seen_is_capped_oldest_first_and_moves_a_reseen_video_to_the_end():
+    from workers.engine import Seen
+
+    seen = Seen()
+    for v in ("a", "b", "c", "a", "d"):
+        seen.touch(v, cap=3)
+    assert list(seen) == ["c", "a", "d"] and "b" not in seen and "a" in seen
+    assert len(seen) == 3 and bool(seen) and not Seen()
+    assert list(Seen(["x", "y", "x"])) == ["x", "y"]
 
 
 def test_history_behaves_like_the_deque_it_replaces():
