@@ -866,12 +866,13 @@ def bench_streaming(
 
         enc_settings = EncoderSettings(model_path="hashing" if s.encoder == "hashing" else None)
         encoder = load_encoder(enc_settings)
-        encoder.encode_many(titles[:64])
-        t = time.perf_counter()
-        vectors = encoder.encode_many(titles)
-        raw = len(titles) / (time.perf_counter() - t)
         rng = np.random.default_rng(2)
         videos = synthetic_videos(0, s.videos, rng, titles)
+        texts = [v.text() for v in videos]  # what the embed agent encodes: title and category
+        encoder.encode_many(texts[:64])
+        t = time.perf_counter()
+        vectors = encoder.encode_many(texts)
+        raw = len(texts) / (time.perf_counter() - t)
         vrecs = [(v.video_id.encode(), v.to_json()) for v in videos]
         got = _collect(kafka, topics.video_vectors, len(vrecs), vrecs, topics.videos)
         embed = len(got.times) / (got.times[-1] - got.started) if got.times else 0.0
@@ -1052,7 +1053,7 @@ def _freshness(
         Row("freshness", "embed agent / raw encoder throughput", f"{100 * share:.3g} %",
             f"agent {embed:,.0f} videos/s on a backlog of {s.videos} (to video-vectors, first "
             f"batch's latency included), raw encoder {raw:,.0f} titles/s in this process, "
-            f"same titles, {s.encoder}", ">= 85 %", share >= 0.85),
+            f"same texts (title and category), {s.encoder}", ">= 85 %", share >= 0.85),
     ]  # fmt: skip
     return rows
 
