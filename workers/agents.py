@@ -673,7 +673,7 @@ def register_agents(
     channels: dict[str, Any],
     table: MutableMapping[bytes, bytes],
     *,
-    video_batch: int = 64,
+    video_batch: int = 256,
     video_within_s: float = 0.05,
     event_batch: int = 100,
     event_within_s: float = 0.005,
