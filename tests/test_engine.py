@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from schemas import ForgetUser, UserEvent, VideoPublished
@@ -13,6 +15,7 @@ from workers.encoder import HashingEncoder
 from workers.engine import Engine, ItemDeltas
 from workers.evaluation import Evaluator
 from workers.index import VideoIndex
+from workers.ranker import content_profile
 from workers.settings import EngineSettings, IndexSettings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -231,7 +234,7 @@ def play(n: int, user: str, vid: str, minutes: int) -> UserEvent:
 
 
 def test_candidates_are_reused_for_a_few_events_then_searched_afresh(make_engine):
-    eng = make_engine(candidate_refresh_events=3)
+    eng = make_engine(candidate_refresh_events=3, memory_search_max=0)
     drive(planted_log(), eng)
     eng.index = counting = CountingIndex(eng.index)
     eng.on_event(play(1, "u0", "v3", 1))  # searches, then keeps the candidates
@@ -246,8 +249,46 @@ def test_candidates_are_reused_for_a_few_events_then_searched_afresh(make_engine
     assert counting.searches == 3 * first  # another user has candidates of their own
 
 
+def test_a_small_catalogue_is_searched_in_memory_with_the_index_s_results(make_engine):
+    eng = make_engine(candidate_refresh_events=1)  # a catalogue far below memory_search_max
+    drive(planted_log(), eng)
+    eng.index = counting = CountingIndex(eng.index)
+    eng.on_event(play(1, "u0", "v3", 1))
+    assert counting.searches == 0
+    st = eng.users["u0"]
+    hist = eng._history_idx(st)
+    profile = content_profile(
+        eng.catalog.vectors, eng.catalog.has_content, hist, eng.cfg.profile_len,
+        eng.cfg.profile_decay,
+    )  # fmt: skip
+    now = datetime.fromtimestamp(eng.now, UTC)
+    eng.on_videos([video(900 + t, t, now - timedelta(minutes=t)) for t in range(len(TOPICS))])
+    # a real cut of the catalogue, and a fresh search (the videos just added, one exactly at
+    # the boundary) that differs from the overall one
+    eng.cfg = dataclasses.replace(eng.cfg, n_content=8, n_fresh=4, fresh_s=60.0)
+    in_memory = eng._content_candidates(profile, st.seen)
+    eng.settings = eng.settings.model_copy(update={"memory_search_max": 0})
+    from_index = eng._content_candidates(profile, st.seen)
+    assert counting.searches == 2  # overall and among fresh videos
+    assert len(in_memory) == 8 + 2  # two videos are fresh: t=0 and t=1 (at the boundary)
+    fresh = {eng.catalog.get(f"v{900 + t}") for t in range(2)}
+    assert fresh <= set(in_memory)
+    assert sorted(in_memory) == sorted(from_index)
+
+
+def test_given_vectors_are_stored_as_unit_rows_as_cosine_sees_them(make_engine):
+    eng = make_engine()
+    vids = [video(1, 0, T0), video(2, 1, T0), video(3, 2, T0)]
+    unit = eng.encoder.encode_many([v.text() for v in vids])
+    eng.on_videos(vids, vectors=unit * np.array([[3.0], [1.0], [0.0]], dtype=np.float32))
+    rows = eng.catalog.vectors[[eng.catalog.get(v.video_id) for v in vids]]
+    np.testing.assert_allclose(rows[0], unit[0], rtol=1e-6)  # scaled: brought back to unit
+    np.testing.assert_array_equal(rows[1], unit[1])  # already unit: kept bit for bit
+    np.testing.assert_array_equal(rows[2], 0.0)  # no direction: left alone
+
+
 def test_a_new_video_invalidates_cached_candidates(make_engine):
-    eng = make_engine(candidate_refresh_events=100)
+    eng = make_engine(candidate_refresh_events=100, memory_search_max=0)
     drive(planted_log(), eng)
     eng.index = counting = CountingIndex(eng.index)
     eng.on_event(play(1, "u0", "v3", 1))

@@ -48,8 +48,10 @@ def flaky_engine():
         real = VideoIndex(IndexSettings(path=None), dim=enc.dim)
         idx = FlakyIndex(real, **kwargs)
         made.append(real)
-        # every event searches (no reused candidates), so that an outage is met at once
-        return Engine(EngineSettings(k=10, candidate_refresh_events=1), enc, idx), idx
+        # every event searches the index (no reused candidates, no in-memory search of a small
+        # catalogue), so that an outage is met at once
+        settings = EngineSettings(k=10, candidate_refresh_events=1, memory_search_max=0)
+        return Engine(settings, enc, idx), idx
 
     yield make
     for real in made:
@@ -259,6 +261,7 @@ def test_worker_on_a_failing_index_indexes_every_video_and_serves_every_event(
         "VIDREC_QDRANT_PATH": None,
         "QDRANT_URL": None,
         "VIDREC_TEST_OUTAGE_FILE": str(outage),
+        "VIDREC_ENGINE_MEMORY_SEARCH_MAX": "0",  # content candidates from the failing index
     }
     log = planted_log(n_videos=60, n_users=12, per_user=12)
     videos, events = _videos(log), _events(log)

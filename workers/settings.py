@@ -94,6 +94,13 @@ class EngineSettings(BaseSettings):
         description="A user's content and factor candidates are searched afresh every this many "
         "of their events (and whenever a video arrives); 1 searches on every event.",
     )
+    memory_search_max: int = Field(
+        default=200_000,
+        ge=0,
+        description="Catalogues up to this many videos find content candidates by an exact "
+        "search over the vectors the engine already holds (numpy), not through the index; "
+        "0 always asks the index.",
+    )
     candidate_cache_users: int = Field(
         default=20_000, ge=0, description="Users whose candidates are cached (least recent out)."
     )
