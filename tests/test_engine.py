@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -274,6 +275,15 @@ def test_a_small_catalogue_is_searched_in_memory_with_the_index_s_results(make_e
     fresh = {eng.catalog.get(f"v{900 + t}") for t in range(2)}
     assert fresh <= set(in_memory)
     assert sorted(in_memory) == sorted(from_index)
+
+
+def test_the_in_memory_search_stops_where_a_server_s_hnsw_takes_over(make_engine):
+    eng = make_engine()
+    assert eng._memory_search_max() == float("inf")  # an embedded index is exact brute force
+    eng.index = SimpleNamespace(backend="server")
+    assert eng._memory_search_max() == 200_000
+    eng.settings = eng.settings.model_copy(update={"memory_search_max": 0})
+    assert eng._memory_search_max() == 0  # set: whatever the index
 
 
 def test_given_vectors_are_stored_as_unit_rows_as_cosine_sees_them(make_engine):

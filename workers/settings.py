@@ -94,12 +94,13 @@ class EngineSettings(BaseSettings):
         description="A user's content and factor candidates are searched afresh every this many "
         "of their events (and whenever a video arrives); 1 searches on every event.",
     )
-    memory_search_max: int = Field(
-        default=200_000,
+    memory_search_max: int | None = Field(
+        default=None,
         ge=0,
         description="Catalogues up to this many videos find content candidates by an exact "
         "search over the vectors the engine already holds (numpy), not through the index; "
-        "0 always asks the index.",
+        "0 always asks the index. Unset: any size with an embedded index (exact and slower "
+        "itself), up to 200,000 videos with a Qdrant server (whose HNSW scales further).",
     )
     candidate_cache_users: int = Field(
         default=20_000, ge=0, description="Users whose candidates are cached (least recent out)."
