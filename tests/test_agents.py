@@ -1,7 +1,7 @@
 """The worker's adapter (records -> engine -> records) and its faust agents, without a broker.
 
 The adapter is tested as plain code with a dict for the users table; the agents with faust's
-``agent.test_context()`` (memory store, the producer's ``send`` recording per outbound topic).
+``agent.test_context()`` (memory store, an ``AsyncMock`` per outbound topic).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from unittest.mock import AsyncMock
 
 import numpy as np
 import pytest
@@ -427,21 +428,15 @@ def worker_app(make_engine):
         engine=eng,
         replicate=False,
     )
-    # The agents send through the app's producer; this one records what they send, by stage
-    # (tests/test_streaming.py runs the same agents against the broker).
-    sent: dict[str, list[dict]] = {stage: [] for stage in wa.channels}
-    stage_of = {ch.get_topic_name(): stage for stage, ch in wa.channels.items()}
-
-    async def send(topic, key, value, partition, timestamp, headers):
-        sent[stage_of[topic]].append({"key": key, "value": value, "headers": headers})
-
-    wa.app.producer.send = send
+    sent = {}
+    for stage, channel in wa.channels.items():
+        sent[stage] = channel.send = AsyncMock()
     yield wa, eng, sent
     wa.close()
 
 
-def _sent(records: list[dict]) -> list[dict]:
-    return records
+def _sent(mock: AsyncMock) -> list[dict]:
+    return [c.kwargs for c in mock.await_args_list]
 
 
 def test_learn_agent_decodes_calls_the_engine_and_sends(worker_app):
@@ -488,7 +483,7 @@ def test_embed_agent_batches_videos_into_the_encoder_and_ships_vectors(worker_ap
                 await agent.put(key=v.video_id.encode(), value=v.to_json())
             # put() returns once a record is buffered; the batch is processed when it is full
             for _ in range(500):
-                if len(sent[VIDEO_VECTORS]) == len(vids):
+                if sent[VIDEO_VECTORS].await_count == len(vids):
                     break
                 await asyncio.sleep(0.01)
 

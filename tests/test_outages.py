@@ -151,6 +151,8 @@ def test_a_failing_search_degrades_the_list_and_loses_no_event(flaky_engine):
 
 # -- a failing encoder in the embed agent -----------------------------------------------------
 def test_embed_agent_retries_a_failing_encoder_and_ships_every_video(flaky_engine):
+    from unittest.mock import AsyncMock
+
     from streams.app import WorkerSettings, make_app
 
     eng, _ = flaky_engine()
@@ -162,14 +164,10 @@ def test_embed_agent_retries_a_failing_encoder_and_ships_every_video(flaky_engin
         engine=eng,
         replicate=False,
     )
-    vectors_topic = wa.channels[VIDEO_VECTORS].get_topic_name()
-    sent: list[bytes] = []  # keys of the records the agent sends to video-vectors
-
-    async def send(topic, key, value, partition, timestamp, headers):  # noqa: ANN001, ANN202
-        if topic == vectors_topic:
-            sent.append(key)
-
-    wa.app.producer.send = send
+    sent = wa.channels[VIDEO_VECTORS].send = AsyncMock()
+    for stage, ch in wa.channels.items():
+        if stage != VIDEO_VECTORS:
+            ch.send = AsyncMock()
     failures = 0
     encode = wa.adapter.encode_videos
 
@@ -188,7 +186,7 @@ def test_embed_agent_retries_a_failing_encoder_and_ships_every_video(flaky_engin
             for v in vids:
                 await agent.put(key=v.video_id.encode(), value=v.to_json())
             for _ in range(500):
-                if len(sent) == len(vids):
+                if sent.await_count == len(vids):
                     break
                 await asyncio.sleep(0.01)
 
@@ -196,7 +194,7 @@ def test_embed_agent_retries_a_failing_encoder_and_ships_every_video(flaky_engin
         asyncio.run(run())
     finally:
         wa.close()
-    assert sent == [v.video_id.encode() for v in vids]
+    assert [c.kwargs["key"] for c in sent.await_args_list] == [v.video_id.encode() for v in vids]
     # failure 1: the batch; failure 2: the probe, so the encoder is down (not one bad video)
     # and the whole batch is retried once, then succeeds
     assert wa.adapter.counts["encode_retries"] == 1

@@ -725,16 +725,9 @@ def register_agents(
     crashes), and the flushes above cost two broker round trips per batch, not per event.
     """
 
-    names = {stage: ch.get_topic_name() for stage, ch in channels.items()}
-
     async def send_all(outs: Iterable[Out]) -> None:
-        # Straight to the app's producer, not through ``channel.send``: a faust channel send
-        # builds a message, a future and sensor callbacks per record, which cost about a
-        # millisecond each here (half a worker's time per event when paced). Same producer,
-        # same order, same flush: the guarantees in the notes below are unchanged.
-        producer = app.producer
         for o in outs:
-            await producer.send(names[o.stage], o.key, o.value, None, None, o.headers or None)
+            await channels[o.stage].send(key=o.key, value=o.value, headers=o.headers or None)
 
     async def flush_all() -> None:
         if flush is not None:
