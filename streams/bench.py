@@ -405,10 +405,10 @@ def _capped_user(settings: Any) -> Any:
     """A user whose every capped collection is full, with ids shaped like the synthetic ones."""
     from array import array
 
-    from workers.engine import History, Ledger, Seen, UserState
+    from workers.engine import History, Ledger, Seen, UserState, seen_cap
 
-    seen_cap = max(settings.history_len * 10, 100)  # the engine's cap of the seen set
-    vids = [f"v{100_000 + i}" for i in range(seen_cap)]
+    cap = seen_cap(settings)
+    vids = [f"v{100_000 + i}" for i in range(cap)]
     return (
         UserState(
             history=History(
@@ -416,7 +416,7 @@ def _capped_user(settings: Any) -> Any:
             ),
             seen=Seen(vids),
             ledger=Ledger(
-                (vids[i % seen_cap] for i in range(settings.erase_ledger_len)),
+                (vids[i % cap] for i in range(settings.erase_ledger_len)),
                 (T_START + i for i in range(settings.erase_ledger_len)),
                 (1.0 for _ in range(settings.erase_ledger_len)),
             ),

@@ -204,6 +204,11 @@ class History:
         return item
 
 
+def seen_cap(settings: EngineSettings) -> int:
+    """How many seen videos a user keeps: ten histories' worth, and at least 100."""
+    return max(settings.history_len * 10, 100)
+
+
 class Seen:
     """The videos a user has seen, oldest first, capped; re-seeing one moves it to the end.
 
@@ -280,7 +285,7 @@ class UserState:
         intern = sys.intern
         return cls(
             History((v, t, w) for v, t, w in s["history"]),
-            Seen(map(intern, s["seen"])),
+            Seen(s["seen"]),
             array("Q", s["dedup"]),
             list(map(intern, s["last_recs"])),
             s["last_ts"],
@@ -550,7 +555,7 @@ class Engine:
         return deltas
 
     def _mark_seen(self, st: UserState, vid: str) -> None:
-        st.seen.touch(vid, max(self.settings.history_len * 10, 100))
+        st.seen.touch(vid, seen_cap(self.settings))
 
     def _negatives(self, event_id: str, st: UserState, pos: int, n: int = 4) -> list[int]:
         """Popularity-proportional negatives (items of recent events), seeded by the event id."""
