@@ -402,28 +402,23 @@ def traced_bytes(build: Callable[[], Any]) -> tuple[int, Any]:
 
 
 def _capped_user(settings: Any) -> Any:
-    """A user whose every capped collection is full, with ids shaped like the synthetic ones."""
+    """A user whose every capped collection is full (video indices as a 10k catalogue's)."""
     from array import array
 
-    from workers.engine import History, Ledger, Seen, UserState, seen_cap
+    from workers.engine import Ledger, UserState, events_kept
 
-    cap = seen_cap(settings)
-    vids = [f"v{100_000 + i}" for i in range(cap)]
+    n = events_kept(settings)
     return (
         UserState(
-            history=History(
-                (v, T_START + i, 1.5) for i, v in enumerate(vids[: settings.history_len])
-            ),
-            seen=Seen(vids),
             ledger=Ledger(
-                (vids[i % cap] for i in range(settings.erase_ledger_len)),
-                (T_START + i for i in range(settings.erase_ledger_len)),
-                (1.0 for _ in range(settings.erase_ledger_len)),
+                (i % 10_000 for i in range(n)),
+                (T_START + i for i in range(n)),
+                (1.0 for _ in range(n)),
             ),
             dedup=array(
                 "Q", np.random.default_rng(0).integers(2**62, 2**63, settings.dedup_len).tolist()
             ),
-            last_recs=[f"v{200_000 + i}" for i in range(settings.k)],
+            last_recs=array("i", range(settings.k)),
             last_ts=T_START,
             events=settings.dedup_len,
         ),
@@ -446,12 +441,15 @@ def state_bytes(engine: Any) -> dict[str, float]:
 
     users = list(engine.users)
     blob = pickle.dumps(
-        ({u: s.to_state() for u, s in engine.users.items()}, dict(engine.factors.users))
+        (
+            {u: s.to_state(engine.catalog.ids) for u, s in engine.users.items()},
+            dict(engine.factors.users),
+        )
     )
 
     def rebuild_users() -> Any:
         states, vecs = pickle.loads(blob)
-        return {u: UserState.from_state(s) for u, s in states.items()}, vecs
+        return {u: UserState.from_state(s, engine.item_index) for u, s in states.items()}, vecs
 
     user_b, _ = traced_bytes(rebuild_users)
     capped_b, _ = traced_bytes(lambda: _capped_user(engine.settings))

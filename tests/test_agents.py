@@ -235,7 +235,7 @@ def test_a_cold_engine_resumes_users_from_the_table(make_engine):
         json.loads(_by_stage(again, RECOMMENDATIONS)[0].value)["trigger_event_id"] == old.event_id
     )
     assert b.users[old.user_id].events == a.users[old.user_id].events
-    assert b.users[old.user_id].history == a.users[old.user_id].history
+    assert b.history_of(old.user_id) == a.history_of(old.user_id)
     np.testing.assert_array_equal(b.factors.users[old.user_id], a.factors.users[old.user_id])
     # and a new one is learned on top of the restored history
     nxt = next(e for e in events[half:] if e.user_id == old.user_id)
@@ -286,15 +286,15 @@ def test_forget_erases_the_user_from_engine_and_table(make_engine):
     assert "u0" not in eng.factors.users
     # what is left, in the engine and in the table, is the tombstone: the time of the forget
     snap = json.loads(table[b"u0"])
-    assert snap["factors"] is None and snap["user"]["history"] == []
+    assert snap["factors"] is None and snap["user"]["ledger"]["items"] == []
     assert snap["user"]["dedup"] == [] and snap["user"]["forgotten_at"] == forget.ts.timestamp()
-    assert not eng.users["u0"].history
+    assert not eng.history_of("u0")
     assert ad.counts["forgets"] == 1
     # a redelivered pre-forget event is not learned again
     first = _events(log)[0]
     assert first.user_id == "u0"
     assert ad.on_user_record(b"u0", first.to_json(), _meta(51), table) == []
-    assert not eng.users["u0"].history
+    assert not eng.history_of("u0")
 
 
 def test_a_forget_reaches_the_item_state_of_every_worker(make_engine):

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st_
 
 from schemas import ForgetUser, UserEvent, VideoPublished
 from workers.embedded import drive
@@ -173,7 +175,8 @@ def test_forget_user_erases_user_state(make_engine):
     assert receipt.erased["factors"] == 1 and receipt.erased["cached_recommendations"] == 10
     assert "u0" not in eng.factors.users
     tomb = eng.users["u0"]  # only the time of the forget is left
-    assert not tomb.history and not tomb.seen and not tomb.dedup and not tomb.last_recs
+    assert not tomb.ledger and not tomb.dedup and not tomb.last_recs
+    assert not eng.history_of("u0") and not eng.seen_of("u0")
     assert tomb.forgotten_at == (T0 + timedelta(days=1)).timestamp()
 
 
@@ -189,7 +192,7 @@ def test_events_from_before_a_forget_are_not_learned_again(make_engine):
     later = UserEvent(
         event_id="after", user_id="u0", video_id="v3", type="play", ts=T0 + timedelta(days=2)
     )
-    assert eng.on_event(later) is not None and list(eng.users["u0"].seen) == ["v3"]
+    assert eng.on_event(later) is not None and eng.seen_of("u0") == ["v3"]
 
 
 def test_event_for_unknown_video_is_learned_not_fatal(make_engine):
@@ -199,7 +202,7 @@ def test_event_for_unknown_video_is_learned_not_fatal(make_engine):
         event_id="z", user_id="u0", video_id="ghost", type="play", ts=T0 + timedelta(days=1)
     )
     recs = eng.on_event(e)
-    assert recs is not None and "ghost" in eng.users["u0"].seen
+    assert recs is not None and "ghost" in eng.seen_of("u0")
 
 
 def test_learning_beats_an_untrained_engine_on_the_planted_stream(make_engine):
@@ -267,9 +270,9 @@ def test_a_small_catalogue_is_searched_in_memory_with_the_index_s_results(make_e
     # a real cut of the catalogue, and a fresh search (the videos just added, one exactly at
     # the boundary) that differs from the overall one
     eng.cfg = dataclasses.replace(eng.cfg, n_content=8, n_fresh=4, fresh_s=60.0)
-    in_memory = eng._content_candidates(profile, st.seen)
+    in_memory = eng._content_candidates(profile, st)
     eng.settings = eng.settings.model_copy(update={"memory_search_max": 0})
-    from_index = eng._content_candidates(profile, st.seen)
+    from_index = eng._content_candidates(profile, st)
     assert counting.searches == 2  # overall and among fresh videos
     assert len(in_memory) == 8 + 2  # two videos are fresh: t=0 and t=1 (at the boundary)
     fresh = {eng.catalog.get(f"v{900 + t}") for t in range(2)}
@@ -365,43 +368,60 @@ def test_user_state_dedup_is_capped_oldest_first_and_round_trips_as_json():
 
     from workers.engine import UserState
 
+    ids = ["v0", "v1", "v2"]
     st = UserState()
     for h in (5, 2**64 - 1, 7, 9):
         st.remember_event(h, cap=3)
     assert list(st.dedup) == [2**64 - 1, 7, 9]  # the oldest went first
     assert st.has_event(2**64 - 1) and st.has_event(9) and not st.has_event(5)
-    st.history.appendleft(("v1", 10.0, 1.5))
-    st.seen.touch("v1", cap=3)
-    st.last_recs = ["v2"]
-    clone = UserState.from_state(json.loads(json.dumps(st.to_state())))
-    assert clone.to_state() == st.to_state()
+    st.ledger.append(1, 10.0, 1.5, cap=10)
+    st.last_recs.append(2)
+    state = json.loads(json.dumps(st.to_state(ids)))
+    assert state["ledger"]["items"] == ["v1"] and state["last_recs"] == ["v2"]
+    # another engine numbers its videos differently: the snapshot names them by id
+    other = ["v2", "v1", "v0", "new"]
+    clone = UserState.from_state(state, lambda v, _ts: other.index(v))
+    assert list(clone.ledger.items) == [1] and list(clone.last_recs) == [0]
+    assert clone.to_state(other) == st.to_state(ids)
     assert clone.has_event(7) and not UserState().has_event(7)
 
 
-def test_seen_is_capped_oldest_first_and_moves_a_reseen_video_to_the_end():
-    from workers.engine import Seen
+def test_a_snapshot_from_before_the_ledger_held_everything_is_read_from_its_history():
+    from workers.engine import UserState
 
-    seen = Seen()
-    for v in ("a", "b", "c", "a", "d"):
-        seen.touch(v, cap=3)
-    assert list(seen) == ["c", "a", "d"] and "b" not in seen and "a" in seen
-    assert len(seen) == 3 and bool(seen) and not Seen()
-    assert list(Seen(["x", "y", "x"])) == ["x", "y"]
+    old = {"history": [["v1", 20.0, 2.0], ["v0", 10.0, 1.0]], "seen": ["v0", "v1"],
+           "dedup": [], "last_recs": [], "last_ts": 20.0, "events": 2}  # fmt: skip
+    st = UserState.from_state(old, lambda v, _ts: int(v[1:]))
+    assert st.ledger.history(50) == [(1, 20.0, 2.0), (0, 10.0, 1.0)]
 
 
-def test_history_behaves_like_the_deque_it_replaces():
+@settings(max_examples=200, deadline=None)
+@given(
+    st_.lists(
+        st_.tuples(st_.integers(0, 5), st_.sampled_from([-2.0, -0.5, 1.0, 1.5, 3.0])),
+        max_size=60,
+    ),
+    st_.integers(1, 6),
+)
+def test_the_ledger_history_is_what_step_history_builds_event_by_event(events, n):
     from collections import deque
 
-    from workers.engine import History
+    from workers.engine import Ledger, step_history
 
-    h, d = History(), deque()
-    for n in range(30):
-        item = (f"v{n % 7}", float(n), 1.0 + n % 3)
-        h.appendleft(item)
-        d.appendleft(item)
-        if len(d) > 5:
-            assert h.pop() == d.pop()
-        if n % 4 == 0:
-            h[0] = d[0] = (d[0][0], d[0][1], 9.0)
-    assert list(h) == list(d) and h == d and len(h) == 5 and h[0] == d[0] and h[-1] == d[-1]
-    assert list(History(d)) == list(d) and not History()
+    ledger, history = Ledger(), deque()
+    for t, (item, w) in enumerate(events):
+        ledger.append(item, float(t), w, cap=1000)
+        if w > 0:
+            step_history(history, item, float(t), w, n)
+    assert ledger.history(n) == list(history)
+
+
+def test_seen_is_the_distinct_items_of_the_last_events_most_recent_first():
+    from workers.engine import Ledger
+
+    ledger = Ledger()
+    for t, item in enumerate([0, 1, 2, 0, 3]):
+        ledger.append(item, float(t), 1.0 if t % 2 else -0.5, cap=100)
+    assert ledger.seen(3).tolist() == [0, 2, 3]  # item 1 is older than the last three events
+    assert ledger.seen_recent(5, 10) == [3, 0, 2, 1] and ledger.seen_recent(5, 2) == [3, 0]
+    assert Ledger().seen(3).tolist() == [] and Ledger().history(5) == []

@@ -19,7 +19,7 @@ from schemas import ErasureReceipt, ForgetUser, UserEvent
 from streams.sample import generate
 from workers.embedded import drive
 from workers.encoder import HashingEncoder
-from workers.engine import Engine, Ledger
+from workers.engine import Engine, Ledger, events_kept
 from workers.settings import EngineSettings
 
 # topk high enough that no neighbour list is ever pruned: pruning drops increments of every
@@ -155,15 +155,18 @@ def test_forget_after_a_redelivered_log_still_matches(log):
 
 def test_the_ledger_is_capped_and_the_receipt_says_what_stayed(log):
     user = heavy_user(log)
-    eng = Engine(SETTINGS.model_copy(update={"erase_ledger_len": 10}), HashingEncoder(64))
+    # the ledger also holds the seen set's events: ten histories' worth (here 2 x 10)
+    small = SETTINGS.model_copy(update={"erase_ledger_len": 10, "history_len": 2})
+    eng = Engine(small, HashingEncoder(64))
     drive(log, eng)
     st = eng.users[user]
     weighted = sum(
         1 for m in log if isinstance(m, UserEvent) and m.user_id == user and eng.weights[m.type]
     )
-    assert len(st.ledger) == 10 and st.ledger.dropped == weighted - 10
+    assert events_kept(small) == 20 and weighted > 20
+    assert len(st.ledger) == 20 and st.ledger.dropped == weighted - 20
     receipt = eng.on_forget(ForgetUser(user_id=user, ts=log[-1].ts + timedelta(seconds=1)))
-    assert receipt.erased["ledger_events"] == 10
+    assert receipt.erased["ledger_events"] == 20
     assert any(f"{st.ledger.dropped} oldest events" in line for line in receipt.kept)
 
 
@@ -172,7 +175,8 @@ def test_ledger_round_trips_through_a_snapshot(log):
     eng = engine()
     drive(log, eng)
     led = eng.users[user].ledger
-    back = Ledger.from_state(eng.users[user].to_state()["ledger"])
-    assert list(back) == list(led) and back.dropped == led.dropped
+    ids = eng.catalog.ids
+    back = Ledger.from_state(eng.users[user].to_state(ids)["ledger"], eng.item_index)
+    assert list(back.rows(ids)) == list(led.rows(ids)) and back.dropped == led.dropped
     restored = Engine.from_state(eng.to_state(), encoder=HashingEncoder(64))
     assert restored.contributions(restored.users[user].ledger) == eng.contributions(led)

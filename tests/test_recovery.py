@@ -209,7 +209,7 @@ def state_of(dep: Deployment, lists: list[Recommendations], log: list[Any]) -> d
     return {
         "user_events": {u: s["user"]["events"] for u, s in table.items()},
         "dedup": {u: len(s["user"]["dedup"]) for u, s in table.items()},
-        "history": {u: s["user"]["history"] for u, s in table.items()},
+        "ledger": {u: s["user"]["ledger"]["items"] for u, s in table.items()},
         "shipped": shipped,
         "deltas": deltas,
         "popularity": {k: round(v, 9) for k, v in pop.items()},
@@ -299,7 +299,7 @@ def test_sigkilled_worker_loses_nothing_and_evaluates_like_an_uninterrupted_run(
     assert state["popularity"] == expected["popularity"]
     assert state["cooc"] == expected["cooc"]
     assert state["deltas"] == expected["deltas"]
-    assert state["history"] == expected["history"]
+    assert state["ledger"] == expected["ledger"]
     # every event's first list is the uninterrupted run's list, so the evaluation is equal
     assert state["first_lists"] == expected["first_lists"]
     assert eval_crash == eval_base

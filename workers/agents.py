@@ -93,14 +93,14 @@ def user_snapshot(engine: Engine, user_id: str) -> dict[str, Any] | None:
     u = engine.factors.users.get(user_id)
     return {
         "v": USER_SNAPSHOT_VERSION,
-        "user": st.to_state(),
+        "user": st.to_state(engine.catalog.ids),
         "factors": None if u is None else [float(x) for x in u],
     }
 
 
 def restore_user(engine: Engine, user_id: str, snap: dict[str, Any]) -> None:
     """Install a user's snapshot in the engine, replacing whatever it held about the user."""
-    engine.users[user_id] = UserState.from_state(snap["user"])
+    engine.users[user_id] = UserState.from_state(snap["user"], engine.item_index)
     engine.drop_cached(user_id)
     if snap.get("factors") is not None:
         engine.factors.users[user_id] = np.asarray(snap["factors"], dtype=np.float32)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 import time
 from array import array
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,12 +69,12 @@ def _hash64(text: str) -> int:
 
 
 class Ledger:
-    """A user's accepted, weighted events, oldest first: what a forget subtracts again.
+    """A user's accepted, weighted events, oldest first: the one record of what the user did.
 
-    Co-counts and popularity are sums of per-event contributions that depend only on the user's
-    own event sequence, so keeping that sequence (24 bytes an event: the catalogue's own id
-    string, the time and the weight) is enough to recompute exactly what the user added, without
-    a copy of every co-count. Capped: beyond ``cap`` events the oldest are dropped, and their
+    The history the ranker reads, the seen set it filters and what a forget subtracts are all
+    derived from it, so nothing about a user is stored twice. An event costs 20 bytes: the
+    catalogue index of the video (engine-local: a snapshot names videos by id), the time and
+    the weight. Capped (``events_kept``): beyond it the oldest events are dropped, and their
     (long decayed) contributions can no longer be subtracted; ``dropped`` counts them.
     """
 
@@ -83,18 +82,18 @@ class Ledger:
 
     def __init__(
         self,
-        items: Iterable[str] = (),
+        items: Iterable[int] = (),
         ts: Iterable[float] = (),
         w: Iterable[float] = (),
         dropped: int = 0,
     ) -> None:
-        self.items: list[str] = list(items)
+        self.items = array("i", items)
         self.ts = array("d", ts)
         self.w = array("d", w)
         self.dropped = dropped
 
-    def append(self, vid: str, ts: float, w: float, cap: int) -> None:
-        self.items.append(vid)
+    def append(self, item: int, ts: float, w: float, cap: int) -> None:
+        self.items.append(item)
         self.ts.append(ts)
         self.w.append(w)
         over = len(self.items) - cap
@@ -105,22 +104,78 @@ class Ledger:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return zip(self.items, self.ts, self.w, strict=True)
+    @property
+    def total(self) -> int:
+        """Events ever appended: changes on every append, so it keys what is derived."""
+        return len(self.items) + self.dropped
 
-    def to_state(self) -> dict[str, Any]:
+    def rows(self, ids: Sequence[str]) -> Iterator[tuple[str, float, float]]:
+        """``(video_id, ts, weight)`` oldest first; ``ids`` is the catalogue's id list."""
+        return zip([ids[i] for i in self.items], self.ts, self.w, strict=True)
+
+    def history(self, n: int) -> list[tuple[int, float, float]]:
+        """The ``n`` most recent positive items as ``(item, ts, weight)``, most recent first.
+
+        What ``step_history`` builds event by event, read backwards from the ledger: a run of
+        positive events on the same item (play -> complete -> like) is one entry with the run's
+        first time and its largest weight; negative events are not part of it.
+        """
+        items, ts, w = self.items, self.ts, self.w
+        out: list[tuple[int, float, float]] = []
+        cur_item, cur_ts, cur_w = -1, 0.0, 0.0
+        for i in range(len(items) - 1, -1, -1):
+            wi = w[i]
+            if wi <= 0:
+                continue
+            it = items[i]
+            if it == cur_item:
+                cur_ts = ts[i]
+                if wi > cur_w:
+                    cur_w = wi
+                continue
+            if cur_item >= 0:
+                out.append((cur_item, cur_ts, cur_w))
+                if len(out) == n:
+                    return out
+            cur_item, cur_ts, cur_w = it, ts[i], wi
+        if cur_item >= 0:
+            out.append((cur_item, cur_ts, cur_w))
+        return out
+
+    def seen(self, cap: int) -> np.ndarray:
+        """The distinct items of the last ``cap`` events, sorted: what is not shown again."""
+        tail = np.frombuffer(self.items, dtype=np.int32)[-cap:] if self.items else _NO_ITEMS32
+        return np.unique(tail)
+
+    def seen_recent(self, cap: int, n: int) -> list[int]:
+        """Up to ``n`` of those items, the most recently seen first."""
+        out: list[int] = []
+        for it in reversed(self.items[-cap:]):
+            if it not in out:
+                out.append(it)
+                if len(out) == n:
+                    break
+        return out
+
+    def to_state(self, ids: Sequence[str]) -> dict[str, Any]:
         return {
-            "items": list(self.items),
+            "items": [ids[i] for i in self.items],
             "ts": list(self.ts),
             "w": list(self.w),
             "dropped": self.dropped,
         }
 
     @classmethod
-    def from_state(cls, s: dict[str, Any] | None) -> Ledger:
+    def from_state(cls, s: dict[str, Any] | None, index_of: Callable[[str, float], int]) -> Ledger:
+        """``index_of(video_id, ts)``: the engine's catalogue index, registering unknown ids."""
         if not s:
             return cls()
-        return cls(s["items"], s["ts"], s["w"], s.get("dropped", 0))
+        return cls(
+            [index_of(v, t) for v, t in zip(s["items"], s["ts"], strict=True)],
+            s["ts"],
+            s["w"],
+            s.get("dropped", 0),
+        )
 
 
 def step_history(
@@ -129,9 +184,9 @@ def step_history(
     """How one positive event changes a user's history (most recent first), in place.
 
     Returns whether the event co-counts (``False`` when it only strengthens the item just
-    watched: play -> complete -> like) and the history it co-counts with. Shared by the user
-    step and by the forget, which replays the user's ledger through it to recompute exactly the
-    co-counts the user contributed.
+    watched: play -> complete -> like) and the history it co-counts with. The forget replays
+    the user's ledger through it to recompute exactly the co-counts the user contributed;
+    ``Ledger.history`` reads the same history backwards.
     """
     if history and history[0][0] == vid:
         _, hts, hw = history[0]
@@ -144,154 +199,68 @@ def step_history(
     return True, before
 
 
-class History:
-    """A user's recent positive items as ``(video_id, ts, weight)``, most recent first.
-
-    The deque-like part of the API the engine uses (``appendleft``, ``pop``, ``[i]``, iteration,
-    ``len``), stored as a list of (interned) ids and two ``array('d')``: 24 bytes an entry
-    instead of about 100 for a tuple of three objects. Stored oldest first, so that adding the
-    newest item is an append.
-    """
-
-    __slots__ = ("_ids", "_ts", "_w")
-
-    def __init__(self, items: Iterable[tuple[str, float, float]] = ()) -> None:
-        rows = list(items)[::-1]
-        self._ids: list[str] = [sys.intern(r[0]) for r in rows]
-        self._ts = array("d", [r[1] for r in rows])
-        self._w = array("d", [r[2] for r in rows])
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __bool__(self) -> bool:
-        return bool(self._ids)
-
-    def __getitem__(self, i: int) -> tuple[str, float, float]:
-        j = len(self._ids) - 1 - i if i >= 0 else -1 - i
-        if not 0 <= j < len(self._ids):
-            raise IndexError("history index out of range")
-        return self._ids[j], self._ts[j], self._w[j]
-
-    def __setitem__(self, i: int, item: tuple[str, float, float]) -> None:
-        j = len(self._ids) - 1 - i if i >= 0 else -1 - i
-        if not 0 <= j < len(self._ids):
-            raise IndexError("history index out of range")
-        self._ids[j], self._ts[j], self._w[j] = sys.intern(item[0]), item[1], item[2]
-
-    def __iter__(self) -> Iterator[tuple[str, float, float]]:
-        return zip(reversed(self._ids), reversed(self._ts), reversed(self._w), strict=True)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, History | deque | list):
-            return list(self) == list(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"History({list(self)!r})"
-
-    def appendleft(self, item: tuple[str, float, float]) -> None:
-        self._ids.append(sys.intern(item[0]))
-        self._ts.append(item[1])
-        self._w.append(item[2])
-
-    def pop(self) -> tuple[str, float, float]:
-        """Remove and return the oldest item."""
-        if not self._ids:
-            raise IndexError("pop from an empty history")
-        item = self._ids[0], self._ts[0], self._w[0]
-        del self._ids[0], self._ts[0], self._w[0]
-        return item
-
-
 def seen_cap(settings: EngineSettings) -> int:
-    """How many seen videos a user keeps: ten histories' worth, and at least 100."""
-    return max(settings.history_len * 10, 100)
+    """How many of a user's last events make up the seen set: ten histories' worth."""
+    return settings.history_len * 10
 
 
-class Seen:
-    """The videos a user has seen, oldest first, capped; re-seeing one moves it to the end.
-
-    A list of the catalogue's interned id strings (a pointer each) rather than a dict: a user
-    has a few dozen seen videos on average, where a dict costs about three times the memory.
-    Membership is a scan of at most ``cap`` pointers, compared by identity first.
-    """
-
-    __slots__ = ("_ids",)
-
-    def __init__(self, ids: Iterable[str] = ()) -> None:
-        self._ids: list[str] = [sys.intern(v) for v in dict.fromkeys(ids)]
-
-    def touch(self, vid: str, cap: int) -> None:
-        if vid in self._ids:
-            self._ids.remove(vid)
-        self._ids.append(vid)
-        if len(self._ids) > cap:
-            del self._ids[: len(self._ids) - cap]
-
-    def __contains__(self, vid: object) -> bool:
-        return vid in self._ids
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __bool__(self) -> bool:
-        return bool(self._ids)
-
-    def __repr__(self) -> str:
-        return f"Seen({self._ids!r})"
+def events_kept(settings: EngineSettings) -> int:
+    """A user's ledger length: what a forget needs, and at least what the seen set needs."""
+    return max(settings.erase_ledger_len, seen_cap(settings))
 
 
 def _new_dedup() -> array:
     return array("Q")
 
 
+def _new_recs() -> array:
+    return array("i")
+
+
 @dataclass(slots=True)  # no per-instance __dict__: one is held per user
 class UserState:
     """Everything held about one user; every collection is capped by a setting.
 
-    Kept small because it is held for every user within the TTL: video ids are the interned
-    strings the catalogue holds (a pointer each, see ``Catalog.add``), history times and
-    weights and the event-id hashes are 8-byte machine words in arrays (``History``,
-    ``array('Q')``) rather than Python objects.
+    Kept small because it is held for every user within the TTL: one ledger of weighted
+    events from which history and seen set are derived, event-id hashes and the last list as
+    machine words in arrays. Video indices are the engine's own, so a user's state leaves the
+    engine only through ``to_state(ids)``, which names videos by id.
     """
 
-    history: History = field(default_factory=History)  # (video_id, ts, weight), newest first
-    seen: Seen = field(default_factory=Seen)  # oldest first, capped
+    ledger: Ledger = field(default_factory=Ledger)  # weighted events, oldest first
     dedup: array = field(default_factory=_new_dedup)  # hashes of recent event ids, oldest first
-    last_recs: list[str] = field(default_factory=list)  # the last published list
+    last_recs: array = field(default_factory=_new_recs)  # the last published list (indices)
     last_ts: float = 0.0
     events: int = 0
     forgotten_at: float | None = None  # events up to this time were erased: never relearn them
-    ledger: Ledger = field(default_factory=Ledger)  # what a forget subtracts
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, ids: Sequence[str]) -> dict[str, Any]:
+        """JSON-able; ``ids`` is the engine's catalogue id list."""
         return {
             "forgotten_at": self.forgotten_at,
-            "ledger": self.ledger.to_state(),
-            "history": list(self.history),
-            "seen": list(self.seen),
+            "ledger": self.ledger.to_state(ids),
             "dedup": list(self.dedup),
-            "last_recs": list(self.last_recs),
+            "last_recs": [ids[i] for i in self.last_recs],
             "last_ts": self.last_ts,
             "events": self.events,
         }
 
     @classmethod
-    def from_state(cls, s: dict[str, Any]) -> UserState:
-        intern = sys.intern
+    def from_state(cls, s: dict[str, Any], index_of: Callable[[str, float], int]) -> UserState:
+        """``index_of(video_id, ts)``: the engine's catalogue index, registering unknown ids."""
+        ledger = Ledger.from_state(s.get("ledger"), index_of)
+        if not ledger and s.get("history"):
+            # a snapshot from before the ledger held everything: its history, oldest first
+            rows = list(reversed(s["history"]))
+            ledger = Ledger([index_of(v, t) for v, t, _ in rows], [r[1] for r in rows],
+                            [r[2] for r in rows])  # fmt: skip
         return cls(
-            History((v, t, w) for v, t, w in s["history"]),
-            Seen(s["seen"]),
+            ledger,
             array("Q", s["dedup"]),
-            list(map(intern, s["last_recs"])),
+            array("i", [index_of(v, s["last_ts"]) for v in s["last_recs"]]),
             s["last_ts"],
             s["events"],
             s.get("forgotten_at"),
-            Ledger.from_state(s.get("ledger")),
         )
 
     def has_event(self, h: int) -> bool:
@@ -419,6 +388,7 @@ class Engine:
         self._cands: OrderedDict[str, CachedCandidates] = OrderedDict()
         self._videos_version = 0
         self._since_sweep = 0
+        self._view_memo: tuple[UserState, int, list, np.ndarray] | None = None
 
     def _feature_on(self, f: str) -> bool:
         src = set(self.cfg.sources)
@@ -489,7 +459,7 @@ class Engine:
         st = self.users.get(user_id)
         ids = [self.catalog.ids[i] for i in ranked.items]
         if st is not None:
-            st.last_recs = ids
+            st.last_recs = array("i", ranked.items.astype(np.int32).tobytes())
         return self._message(user_id, ranked, ids, trigger_event_id, t0)
 
     def user_step(self, event: UserEvent) -> ItemDeltas | None:
@@ -514,32 +484,29 @@ class Engine:
             self.expire_idle_users(keep=event.user_id)
         deltas = ItemDeltas(ts=ts)
         w = self.weights[event.type]
-        vid = sys.intern(event.video_id)
         if w == 0:
             return deltas
-        if self.catalog.get(vid) is None:
-            # An event may precede its video (or the video never arrives): learn behaviour now,
-            # content joins when the video does.
-            idx = self.catalog.add(vid, ts)
-            self.factors.add_item(idx, None, vid)
-        idx = self.catalog.get(vid)
-        assert idx is not None
-        vid = self.catalog.ids[idx]  # the catalogue's own string: the ledger shares it
-        st.ledger.append(vid, ts, w, s.erase_ledger_len)
+        # An event may precede its video (or the video never arrives): learn behaviour now,
+        # content joins when the video does.
+        idx = self.item_index(event.video_id, ts)
+        vid = self.catalog.ids[idx]
         deltas.popularity.append((vid, w, ts))
         if w < 0:
-            self._mark_seen(st, vid)
+            st.ledger.append(idx, ts, w, events_kept(s))
             return deltas
-        if st.history and st.history[0][0] == vid:
+        hist, seen = self.user_view(st)
+        if hist and hist[0][0] == idx:
             # A further positive action on the item just watched (play -> complete -> like)
             # strengthens it in place instead of co-counting the item with itself.
-            step_history(st.history, vid, ts, w, s.history_len)
+            st.ledger.append(idx, ts, w, events_kept(s))
             return deltas
         if st.last_recs and self.fusion.lr > 0:
-            grad = self._fusion_gradient(event.user_id, st, idx)
+            grad = self._fusion_gradient(event.user_id, st, idx, hist)
             deltas.fusion = grad.tolist() if grad is not None else None
-        deltas.cooc.extend(self.cooc.deltas_one(list(st.history), vid, ts, w))
-        negs = self._negatives(event.event_id, st, idx)
+        ids = self.catalog.ids
+        window = [(ids[i], t, hw) for i, t, hw in hist[: self.cooc.window]]
+        deltas.cooc.extend(self.cooc.deltas_one(window, vid, ts, w))
+        negs = self._negatives(event.event_id, seen, idx)
         u, fdeltas = self.factors.deltas_one(
             event.user_id,
             idx,
@@ -547,27 +514,63 @@ class Engine:
             weight=w,
         )
         self.factors.users[event.user_id] = u
-        deltas.factors = [(self.catalog.ids[i], g.tolist(), float(b)) for i, g, b in fdeltas]
+        deltas.factors = [(ids[i], g.tolist(), float(b)) for i, g, b in fdeltas]
         self._neg_pool.append(idx)
         deltas.positive = vid
-        step_history(st.history, vid, ts, w, s.history_len)
-        self._mark_seen(st, vid)
+        st.ledger.append(idx, ts, w, events_kept(s))
         return deltas
 
-    def _mark_seen(self, st: UserState, vid: str) -> None:
-        st.seen.touch(vid, seen_cap(self.settings))
+    def item_index(self, video_id: str, ts: float) -> int:
+        """The catalogue index of ``video_id``, registering a video known only from events."""
+        i = self.catalog.get(video_id)
+        if i is None:
+            i = self.catalog.add(video_id, ts)
+            self.factors.add_item(i, None, self.catalog.ids[i])
+        return i
 
-    def _negatives(self, event_id: str, st: UserState, pos: int, n: int = 4) -> list[int]:
+    def user_view(self, st: UserState) -> tuple[list[tuple[int, float, float]], np.ndarray]:
+        """The user's history (most recent first) and seen items, derived from the ledger.
+
+        Remembered for the last user asked about until the ledger changes: one event's user
+        step, ranking and fusion gradient read the same view.
+        """
+        memo = self._view_memo
+        total = st.ledger.total
+        if memo is not None and memo[0] is st and memo[1] == total:
+            return memo[2], memo[3]
+        s = self.settings
+        hist = st.ledger.history(s.history_len)
+        seen = st.ledger.seen(seen_cap(s))
+        self._view_memo = (st, total, hist, seen)
+        return hist, seen
+
+    def history_of(self, user_id: str) -> list[tuple[str, float, float]]:
+        """The user's history as ``(video_id, ts, weight)``, most recent first."""
+        st = self.users.get(user_id)
+        if st is None:
+            return []
+        ids = self.catalog.ids
+        return [(ids[i], t, w) for i, t, w in self.user_view(st)[0]]
+
+    def seen_of(self, user_id: str) -> list[str]:
+        """The videos the user has seen (and is not shown again), most recent first."""
+        st = self.users.get(user_id)
+        if st is None:
+            return []
+        ids = self.catalog.ids
+        return [ids[i] for i in st.ledger.seen_recent(seen_cap(self.settings), len(st.ledger))]
+
+    def _negatives(self, event_id: str, seen: np.ndarray, pos: int, n: int = 4) -> list[int]:
         """Popularity-proportional negatives (items of recent events), seeded by the event id."""
         pool = self._neg_pool
         if not pool:
             return []
         rng = np.random.default_rng(_hash64(f"{self.settings.seed}:{event_id}"))
-        picks = rng.integers(0, len(pool), size=n * 2)
+        picks = [pool[int(p)] for p in rng.integers(0, len(pool), size=n * 2)]
+        unseen = ~np.isin(picks, seen) if len(seen) else np.ones(len(picks), dtype=bool)
         out = []
-        for p in picks:
-            j = pool[int(p)]
-            if j != pos and self.catalog.ids[j] not in st.seen:
+        for j, ok in zip(picks, unseen.tolist(), strict=True):
+            if ok and j != pos:
                 out.append(j)
                 if len(out) == n:
                     break
@@ -581,14 +584,11 @@ class Engine:
         negative-sampling pool, which the local user step fills only for its own events.
         """
         self.now = max(self.now, deltas.ts)
-        cat = self.catalog
+        get, ts = self.catalog.get, deltas.ts
 
         def idx(vid: str) -> int:
-            i = cat.get(vid)
-            if i is None:
-                i = cat.add(vid, deltas.ts)
-                self.factors.add_item(i, None, vid)
-            return i
+            i = get(vid)
+            return i if i is not None else self.item_index(vid, ts)
 
         if deltas.sign not in (1, -1):
             raise ValueError(f"item deltas sign must be 1 or -1, got {deltas.sign!r}")
@@ -610,23 +610,25 @@ class Engine:
         if replicated and deltas.positive is not None:
             self._neg_pool.append(idx(deltas.positive))
 
-    def _fusion_gradient(self, user_id: str, st: UserState, pos: int) -> np.ndarray | None:
+    def _fusion_gradient(
+        self, user_id: str, st: UserState, pos: int, hist: list[tuple[int, float, float]]
+    ) -> np.ndarray | None:
         """The item the user picked should have outscored the items we ranked above it.
 
         Only items of the list we showed are compared: they went through the same candidate
         generation, so their features are comparable. An item we never showed says nothing
         about how to weigh the sources against each other (it only says that candidate
-        generation missed it), so it teaches the fusion nothing.
+        generation missed it), so it teaches the fusion nothing. ``hist``: the history before
+        this event, as the list was ranked.
         """
-        vid = self.catalog.ids[pos]
-        if vid not in st.last_recs:
+        recs = st.last_recs
+        if pos not in recs:
             return None
-        above = st.last_recs[: st.last_recs.index(vid)]
-        negs = [i for i in (self.catalog.get(v) for v in above) if i is not None]
+        negs = list(recs[: recs.index(pos)])
         if not negs:
             return None
         items = np.array([pos, *negs], dtype=np.int64)
-        feats = self._features(user_id, st, items)
+        feats = self._features(user_id, st, items, hist=hist)
         return self.fusion.gradient(feats[0], feats[1:])
 
     # -- expiry -----------------------------------------------------------------------------
@@ -679,10 +681,13 @@ class Engine:
         requested = msg.ts.timestamp()
         self.users[msg.user_id] = UserState(forgotten_at=requested)
         deltas = ItemDeltas(ts=self.now, sign=-1)
-        dropped = 0
+        dropped, n_hist, n_seen = 0, 0, 0
         if st is not None:
             deltas.cooc, deltas.popularity = self.contributions(st.ledger)
             dropped = st.ledger.dropped
+            hist, seen = self.user_view(st)
+            n_hist, n_seen = len(hist), len(seen)
+            self._view_memo = None
         kept = [
             "item factors and fusion weights: learned by SGD, where each event's step depends "
             "on everything learned before it, so they cannot be subtracted; the user's own "
@@ -692,7 +697,7 @@ class Engine:
         if dropped:
             kept.append(
                 f"co-counts and popularity of the user's {dropped} oldest events, beyond the "
-                f"ledger of {self.settings.erase_ledger_len}: decayed, but still counted"
+                f"ledger of {events_kept(self.settings)}: decayed, but still counted"
             )
         receipt = ErasureReceipt(
             user_id=msg.user_id,
@@ -700,8 +705,8 @@ class Engine:
             erased_at=utcnow(),
             erased={
                 "events": st.events if st else 0,
-                "history_items": len(st.history) if st else 0,
-                "seen_items": len(st.seen) if st else 0,
+                "history_items": n_hist,
+                "seen_items": n_seen,
                 "dedup_ids": len(st.dedup) if st else 0,
                 "cached_recommendations": len(st.last_recs) if st else 0,
                 "factors": int(had_factors),
@@ -720,7 +725,7 @@ class Engine:
         cooc: list[tuple[str, str, float, float]] = []
         pop: list[tuple[str, float, float]] = []
         history: deque = deque()
-        for vid, ts, w in ledger:
+        for vid, ts, w in ledger.rows(self.catalog.ids):
             pop.append((vid, w, ts))
             if w <= 0:
                 continue
@@ -737,14 +742,7 @@ class Engine:
         return self._message(user_id, ranked, ids, None, t0)
 
     def _history_idx(self, st: UserState | None) -> list[tuple[int, float, float]]:
-        if st is None:
-            return []
-        out = []
-        for vid, ts, w in st.history:
-            i = self.catalog.get(vid)
-            if i is not None:
-                out.append((i, ts, w))
-        return out
+        return self.user_view(st)[0] if st is not None else []
 
     def _features(
         self,
@@ -794,8 +792,7 @@ class Engine:
         """Rank candidates for the user; ``cache`` reuses (and keeps) the user's candidate sets."""
         cfg = self.cfg
         st = self.users.get(user_id)
-        hist = self._history_idx(st)
-        seen_ids = st.seen if st is not None else {}
+        hist, seen = self.user_view(st) if st is not None else ([], _NO_ITEMS32)
         cands: list[np.ndarray] = []
         cooc = _NO_COOC
         if "cooc" in cfg.sources and hist:
@@ -813,7 +810,7 @@ class Engine:
         cached = self._cached_candidates(user_id, st) if cache else None
         if cached is None:
             content = (
-                np.asarray(self._content_candidates(profile, seen_ids), dtype=np.int64)
+                np.asarray(self._content_candidates(profile, st), dtype=np.int64)
                 if profile is not None
                 else _NO_ITEMS
             )
@@ -830,10 +827,8 @@ class Engine:
         if "popular" in cfg.sources or not any(len(c) for c in cands):
             cands.append(self.popularity.trending(cfg.n_popular).astype(np.int64))
         items = np.unique(np.concatenate(cands)) if cands else np.zeros(0, dtype=np.int64)
-        if seen_ids and len(items):
-            get = self.catalog.get
-            seen = np.array([i for i in map(get, seen_ids) if i is not None], dtype=np.int64)
-            items = items[~np.isin(items, seen)]
+        if len(seen) and len(items):
+            items = items[~np.isin(items, seen, assume_unique=True)]
         if len(items) == 0:
             return Ranked(items, np.zeros(0, np.float32), np.zeros((0, len(SOURCES)), np.float32))
         feats = self._features(user_id, st, items, hist=hist, cooc=cooc, profile=profile)
@@ -867,7 +862,7 @@ class Engine:
         while len(self._cands) > s.candidate_cache_users:
             self._cands.popitem(last=False)
 
-    def _content_candidates(self, profile: np.ndarray, seen: Iterable[str]) -> list[int]:
+    def _content_candidates(self, profile: np.ndarray, st: UserState | None) -> list[int]:
         """Nearest videos to the user's content profile, overall and among fresh videos.
 
         The engine holds every vector it ranks with, so an exact numpy search over them finds
@@ -876,10 +871,14 @@ class Engine:
         asked above ``memory_search_max`` videos: its HNSW is what scales to millions.
         """
         cfg = self.cfg
-        seen_list = list(seen)[-200:]
         if self.index is None or len(self.catalog) <= self._memory_search_max():
-            return self._content_candidates_in_memory(profile, seen_list)
+            seen = self.user_view(st)[1] if st is not None else _NO_ITEMS32
+            return self._content_candidates_in_memory(profile, seen)
         from workers.index import VideoIndexError
+
+        ids = self.catalog.ids
+        recent = st.ledger.seen_recent(seen_cap(self.settings), 200) if st is not None else []
+        seen_list = [ids[i] for i in recent]
 
         try:
             found = self.index.search(profile, cfg.n_content, exclude_ids=seen_list)
@@ -905,7 +904,7 @@ class Engine:
             return limit
         return 200_000 if getattr(self.index, "backend", None) == "server" else float("inf")
 
-    def _content_candidates_in_memory(self, profile: np.ndarray, seen: list[str]) -> list[int]:
+    def _content_candidates_in_memory(self, profile: np.ndarray, seen: np.ndarray) -> list[int]:
         """Exact search over the in-memory catalogue (cosine: its rows are unit vectors)."""
         cat, cfg = self.catalog, self.cfg
         n = len(cat)
@@ -913,10 +912,7 @@ class Engine:
             return []
         sims = cat.vectors[:n] @ profile
         sims[~cat.has_content[:n]] = -np.inf
-        for v in seen:
-            i = cat.get(v)
-            if i is not None:
-                sims[i] = -np.inf
+        sims[seen] = -np.inf
         out = _top_indices(sims, cfg.n_content)
         # published_at >= now - fresh_s, the index's own range filter, boundary included
         fresh = np.where(cat.published_at[:n] >= self.now - cfg.fresh_s, sims, -np.inf)
@@ -964,7 +960,7 @@ class Engine:
             "factors": self.factors.to_state(),
             "popularity": self.popularity.to_state(),
             "fusion": self.fusion.to_state(),
-            "users": {u: st.to_state() for u, st in self.users.items()},
+            "users": {u: st.to_state(self.catalog.ids) for u, st in self.users.items()},
             "now": self.now,
             "n_events": self.n_events,
             "neg_pool": list(self._neg_pool),
@@ -979,7 +975,7 @@ class Engine:
         obj.factors = Factors.from_state(state["factors"])
         obj.popularity = Popularity.from_state(state["popularity"])
         obj.fusion = Fusion.from_state(state["fusion"])
-        obj.users = {u: UserState.from_state(s) for u, s in state["users"].items()}
+        obj.users = {u: UserState.from_state(s, obj.item_index) for u, s in state["users"].items()}
         obj.now = state["now"]
         obj.n_events = state["n_events"]
         obj._neg_pool = deque(state["neg_pool"], maxlen=5000)
@@ -988,6 +984,7 @@ class Engine:
 
 _NO_COOC = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
+_NO_ITEMS32 = np.zeros(0, dtype=np.int32)
 
 
 def _top_indices(scores: np.ndarray, n: int, ids: np.ndarray | None = None) -> list[int]:
