@@ -16,6 +16,7 @@ from schemas.messages import (
     decode,
     encode,
     json_schemas,
+    recommended_items,
     utcnow,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "decode",
     "encode",
     "json_schemas",
+    "recommended_items",
     "utcnow",
 ]

@@ -232,3 +232,25 @@ def test_cooc_snapshot_round_trip_scores_the_same():
     hist = [(0, 0.0, 1.0), (3, 0.0, 2.0)]
     assert clone.score_history(hist) == model.score_history(hist)
     assert all(len(model.neighbours(i)) <= 8 for i in range(30))
+
+
+def test_trusted_items_equal_validated_ones_and_serialise_alike():
+    from schemas import RecommendedItem, recommended_items
+
+    ids, scores = ["v1", "v2"], [0.75, -0.125]
+    sources = [[0.1, 0.2, 0.3, 0.4], [0.0, 1.0, -0.5, 0.25]]  # cooc, content, mf, popular
+    fast = recommended_items(ids, scores, sources)
+    validated = [
+        RecommendedItem.model_validate(
+            {
+                "video_id": v,
+                "score": sc,
+                "sources": {"cooc": s[0], "content": s[1], "mf": s[2], "popular": s[3]},
+            }  # fmt: skip
+        )
+        for v, sc, s in zip(ids, scores, sources, strict=True)
+    ]
+    assert fast == validated
+    assert [f.model_dump_json() for f in fast] == [v.model_dump_json() for v in validated]
+    assert fast[1].model_fields_set == validated[1].model_fields_set
+    assert fast[0].sources.mf == 0.3 and fast[1].sources.content == 1.0

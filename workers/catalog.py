@@ -21,6 +21,9 @@ class Catalog:
         self.published_at = np.zeros(0, dtype=np.float64)
         self.vectors = np.zeros((0, dim), dtype=np.float32)
         self.has_content = np.zeros(0, dtype=bool)
+        self.without_content: set[int] = set()  # videos known only from events, so far
+        self._version = 0
+        self._since: tuple[int, float, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -47,12 +50,33 @@ class Catalog:
         self.ids.append(video_id)
         self._idx[video_id] = idx
         self.published_at[idx] = published_at
+        self.without_content.add(idx)
+        self._version += 1
         return idx
 
     def set_content(self, idx: int, vector: np.ndarray, published_at: float) -> None:
         self.vectors[idx] = vector
         self.has_content[idx] = True
         self.published_at[idx] = published_at
+        self.without_content.discard(idx)
+        self._version += 1
+
+    def published_since(self, cut: float, slack_s: float = 3600.0) -> np.ndarray:
+        """Indices of the videos published at or after ``cut`` (the fresh ones).
+
+        Asked on every content search with a ``cut`` that creeps forward with stream time, so
+        the videos published since a slightly older cut are kept until the catalogue changes
+        or the cut moves ``slack_s`` past it, and each call only filters that short list.
+        """
+        c = self._since
+        if c is None or c[0] != self._version or not c[1] <= cut <= c[1] + slack_s:
+            c = self._since = (
+                self._version,
+                cut,
+                np.flatnonzero(self.published_at[: len(self.ids)] >= cut),
+            )
+        some = c[2]
+        return some[self.published_at[some] >= cut]
 
     def to_state(self) -> dict[str, Any]:
         n = len(self.ids)
@@ -72,4 +96,5 @@ class Catalog:
         n = len(obj.ids)
         obj.vectors[:n] = state["vectors"]
         obj.has_content[:n] = state["has_content"]
+        obj.without_content = set(np.flatnonzero(~obj.has_content[:n]).tolist())
         return obj

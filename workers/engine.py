@@ -32,10 +32,9 @@ from schemas import (
     EventType,
     ForgetUser,
     Recommendations,
-    RecommendedItem,
-    SourceScores,
     UserEvent,
     VideoPublished,
+    recommended_items,
     utcnow,
 )
 from workers.catalog import Catalog
@@ -565,9 +564,9 @@ class Engine:
         pool = self._neg_pool
         if not pool:
             return []
-        rng = np.random.default_rng(_hash64(f"{self.settings.seed}:{event_id}"))
-        picks = [pool[int(p)] for p in rng.integers(0, len(pool), size=n * 2)]
-        unseen = ~np.isin(picks, seen) if len(seen) else np.ones(len(picks), dtype=bool)
+        draws = _splitmix64(_hash64(f"{self.settings.seed}:{event_id}"), n * 2)
+        picks = [pool[d % len(pool)] for d in draws]
+        unseen = ~_in_sorted(np.array(picks, dtype=np.int64), seen)
         out = []
         for j, ok in zip(picks, unseen.tolist(), strict=True):
             if ok and j != pos:
@@ -828,7 +827,7 @@ class Engine:
             cands.append(self.popularity.trending(cfg.n_popular).astype(np.int64))
         items = np.unique(np.concatenate(cands)) if cands else np.zeros(0, dtype=np.int64)
         if len(seen) and len(items):
-            items = items[~np.isin(items, seen, assume_unique=True)]
+            items = items[~_in_sorted(items, seen)]
         if len(items) == 0:
             return Ranked(items, np.zeros(0, np.float32), np.zeros((0, len(SOURCES)), np.float32))
         feats = self._features(user_id, st, items, hist=hist, cooc=cooc, profile=profile)
@@ -911,12 +910,13 @@ class Engine:
         if n == 0:
             return []
         sims = cat.vectors[:n] @ profile
-        sims[~cat.has_content[:n]] = -np.inf
+        if cat.without_content:
+            sims[list(cat.without_content)] = -np.inf
         sims[seen] = -np.inf
         out = _top_indices(sims, cfg.n_content)
         # published_at >= now - fresh_s, the index's own range filter, boundary included
-        fresh = np.where(cat.published_at[:n] >= self.now - cfg.fresh_s, sims, -np.inf)
-        return out + _top_indices(fresh, cfg.n_fresh)
+        fresh = cat.published_since(self.now - cfg.fresh_s)
+        return out + fresh[_top_indices(sims[fresh], cfg.n_fresh)].tolist()
 
     def _message(
         self, user_id: str, ranked: Ranked, ids: list[str], trigger: str | None, t0: float
@@ -925,16 +925,7 @@ class Engine:
         # twenty nested models per event would cost more than ranking them.
         scores = np.round(ranked.scores.astype(np.float64), 6).tolist()
         sources = np.round(ranked.sources.astype(np.float64), 6).tolist()
-        items = [
-            RecommendedItem.model_construct(
-                video_id=vid,
-                score=sc,
-                sources=SourceScores.model_construct(
-                    content=s[1], cooc=s[0], mf=s[2], popular=s[3]
-                ),
-            )
-            for vid, sc, s in zip(ids, scores, sources, strict=True)
-        ]
+        items = recommended_items(ids, scores, sources)
         return Recommendations.model_construct(
             schema_version=SCHEMA_VERSION,
             kind="recommendations",
@@ -987,12 +978,37 @@ _NO_ITEMS = np.zeros(0, dtype=np.int64)
 _NO_ITEMS32 = np.zeros(0, dtype=np.int32)
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(seed: int, n: int) -> list[int]:
+    """``n`` pseudo-random 64-bit words from ``seed`` (SplitMix64): a seeded draw per event
+    without building a numpy generator, which costs more than the rest of the negatives."""
+    out = []
+    for _ in range(n):
+        seed = (seed + 0x9E3779B97F4A7C15) & _MASK64
+        z = seed
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        out.append(z ^ (z >> 31))
+    return out
+
+
+def _in_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted array of distinct values, without its per-call overhead."""
+    if len(sorted_unique) == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.searchsorted(sorted_unique, values)
+    pos[pos == len(sorted_unique)] = 0
+    return sorted_unique[pos] == values
+
+
 def _top_indices(scores: np.ndarray, n: int, ids: np.ndarray | None = None) -> list[int]:
     """The (unordered) ``n`` best finite entries, as positions or as ``ids[position]``."""
     n = min(n, len(scores))
     if n == 0:
         return []
-    top = np.argpartition(-scores, n - 1)[:n]
+    top = np.argpartition(scores, len(scores) - n)[len(scores) - n :]
     top = top[np.isfinite(scores[top])]
     return (ids[top] if ids is not None else top).tolist()
 

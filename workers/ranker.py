@@ -197,11 +197,8 @@ def fuse_and_rank(
         have = sum(bool(fresh[i]) for i in top[:window])
         if have < cfg.fresh_slots:
             in_top = set(top[:window])
-            extra = [
-                int(i)
-                for i in order
-                if fresh[i] and i not in in_top and feats[i, 1] >= cfg.fresh_min_content
-            ][: cfg.fresh_slots - have]
+            eligible = order[fresh[order] & (feats[order, 1] >= cfg.fresh_min_content)]
+            extra = [int(i) for i in eligible if i not in in_top][: cfg.fresh_slots - have]
             if extra:
                 rest = [i for i in top if i not in extra]
                 head = rest[: window - len(extra)]
