@@ -71,13 +71,20 @@ class EngineSettings(BaseSettings):
     weight_share: float = 3.0
     weight_skip: float = -0.5
     weight_dislike: float = -2.0
-    history_len: int = Field(default=50, ge=1, description="Recent items kept per user (cap).")
+    history_len: int = Field(
+        default=50,
+        ge=1,
+        description="Recent items a user's profile is built from; the seen set (never "
+        "recommended again) is the user's last ten times as many events.",
+    )
     dedup_len: int = Field(default=2000, ge=1, description="Event ids remembered per user.")
     erase_ledger_len: int = Field(
         default=10_000,
         ge=0,
         description="Events kept per user so that a forget can subtract the user's co-counts "
-        "and popularity exactly (24 bytes an event); older ones are dropped and stay counted.",
+        "and popularity exactly (20 bytes an event; at least history_len * 10 are kept, since "
+        "the history and the seen set are read from the same ledger); older ones are dropped "
+        "and stay counted.",
     )
     cooc_window: int = Field(
         default=10, ge=1, description="Recent items a new item co-counts with."
