@@ -1130,6 +1130,22 @@ def default_sample_path() -> Path:
     return Path(__file__).resolve().parent / "data" / "sample.jsonl.gz"
 
 
+def _map(f: Callable[[float], float], x: np.ndarray) -> np.ndarray:
+    """``f`` (a ``math`` function) over an array, element by element.
+
+    numpy's own exp, log, exp2 and power take SIMD paths chosen by the CPU (AVX-512 ones on
+    some machines), which differ from the C library in the last bit; a sample seeded the same
+    must come out the same on every machine, so the generator calls the C library instead.
+    """
+    return np.fromiter(map(f, np.asarray(x, dtype=float).ravel().tolist()), float).reshape(
+        np.shape(x)
+    )
+
+
+def _pow07(x: float) -> float:
+    return x**0.7
+
+
 def _weighted(rnd: random.Random, pairs: list[tuple[Any, float]]) -> Any:
     return rnd.choices([p[0] for p in pairs], weights=[p[1] for p in pairs])[0]
 
@@ -1362,7 +1378,8 @@ def _make_catalogue(
     floor = np.where(evergreen, rng.uniform(0.2, 0.4, n), rng.uniform(0.02, 0.08, n))
     minutes = np.array([TOPICS[TOPIC_NAMES[k]]["minutes"] for k in topic], dtype=float)
     long_form = rng.random(n) < 0.06
-    dur = np.exp(rng.normal(np.log(minutes * 60.0), 0.55)) * np.where(long_form, 3.5, 1.0)
+    dur = _map(math.exp, rng.normal(_map(math.log, minutes * 60.0), 0.55))
+    dur *= np.where(long_form, 3.5, 1.0)
     dur = np.clip(np.round(dur), 60, 4 * 3600)
     dur = np.where(is_short, rng.integers(12, 61, size=n), dur).astype(float)
 
@@ -1524,7 +1541,7 @@ class _Simulator:
     def _decay(self, idx: np.ndarray, t: float) -> np.ndarray:
         cat = self.cat
         age = np.maximum(t - cat.pub[idx], 0.0)
-        return cat.floor[idx] + (1.0 - cat.floor[idx]) * np.exp2(-age / cat.half_life[idx])
+        return cat.floor[idx] + (1.0 - cat.floor[idx]) * _map(math.exp2, -age / cat.half_life[idx])
 
     def _trend_now(self, idx: np.ndarray, t: float) -> np.ndarray:
         return self.trend[idx] * math.exp(-self.lam * (t - self.t_ref))
@@ -1554,7 +1571,9 @@ class _Simulator:
         """Choice weights within a pool: appeal x freshness x subtopic taste x social proof."""
         cat = self.cat
         w = cat.appeal[idx] * self._decay(idx, t) * u.subpref[cat.sub[idx]]
-        w *= (1.0 + self._trend_now(idx, t) / 3.0) ** 0.7
+        trend = self._trend_now(idx, t)
+        hot = np.flatnonzero(trend)
+        w[hot] *= _map(_pow07, 1.0 + trend[hot] / 3.0)
         if same_sub >= 0:
             w *= np.where(cat.sub[idx] == same_sub, 4.0, 1.0)
         if u.affinity:
@@ -1572,7 +1591,7 @@ class _Simulator:
         key = int(t // 3600)
         if key != self._top_key:
             k = min(60, len(self.trend))
-            self._top = np.argpartition(-self.trend, k - 1)[:k]
+            self._top = np.argsort(-self.trend, kind="stable")[:k]
             self._top_key = key
         idx = self._top[self.cat.pub[self._top] <= t - FRESH_GAP_S]
         taste = u.taste / u.taste.max()
@@ -1640,7 +1659,7 @@ class _Simulator:
         m = min(size - 1, len(cand))
         others: list[int] = []
         if m > 0:  # weighted sampling without replacement (Efraimidis-Spirakis keys)
-            keys = np.log(self.rng.random(len(cand))) / wc
+            keys = _map(math.log, self.rng.random(len(cand))) / wc
             top = np.argpartition(-keys, m - 1)[:m] if m < len(cand) else np.arange(len(cand))
             others = [int(x) for x in cand[top[np.argsort(-keys[top])]]]
         if size >= 4 and rnd.random() < 0.5:
