@@ -19,6 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 COMMAND_MODULES = [
     "streams.commands",
+    "streams.importer",
     "streams.sample",
     "streams.bench",
     "streams.kafka_local",
