@@ -1,0 +1,544 @@
+"""Read the rows of an interaction log or items file (CSV, TSV, Parquet) into checked values.
+
+This half of ``vidrec import`` knows files and columns, not messages: each row becomes an
+``Interaction`` (who, what, when, which event type) or an ``ItemInfo``, or a ``BadRow`` that says
+on which line and why, so that one bad row costs one row and never the import.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import math
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from schemas import EventType
+from streams.eventlog import open_text
+
+# Graded feedback (a 1-5 rating) as the event type a video platform would have seen.
+RATING_TYPES: tuple[tuple[float, EventType], ...] = (
+    (5.0, EventType.LIKE),
+    (4.0, EventType.COMPLETE),
+    (3.0, EventType.WATCH),
+    (float("-inf"), EventType.PLAY),
+)
+
+# What logs in the wild call vidrec's event types (matched case-insensitively, after vidrec's own
+# names); ``--type-map`` adds to or overrides these.
+TYPE_SYNONYMS: dict[str, EventType] = {
+    "view": EventType.WATCH,
+    "viewed": EventType.WATCH,
+    "watched": EventType.WATCH,
+    "click": EventType.PLAY,
+    "start": EventType.PLAY,
+    "started": EventType.PLAY,
+    "completed": EventType.COMPLETE,
+    "finish": EventType.COMPLETE,
+    "finished": EventType.COMPLETE,
+    "liked": EventType.LIKE,
+    "favorite": EventType.LIKE,
+    "favourite": EventType.LIKE,
+    "upvote": EventType.LIKE,
+    "shared": EventType.SHARE,
+    "skipped": EventType.SKIP,
+    "disliked": EventType.DISLIKE,
+    "downvote": EventType.DISLIKE,
+    "shown": EventType.IMPRESSION,
+}
+
+# The MovieLens layout (as in /work/shared/data and `vidrec data fetch movielens`).
+MOVIELENS_COLUMNS = ("movieId", "userId", "rating", "timestamp")
+NO_GENRES = "(no genres listed)"
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_MAX_RAW = 1000
+
+
+class RowError(ValueError):
+    """Why one row cannot be imported (the message is the reason printed with its line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """A skipped row: ``line`` is the file line for text files, the row number for Parquet."""
+
+    source: str
+    line: int
+    reason: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemInfo:
+    """What an items file (or a MovieLens row) says about an item; ``None`` means unknown."""
+
+    title: str = ""
+    tags: tuple[str, ...] = ()
+    year: int | None = None
+    description: str = ""
+    published: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One good row of an interaction log: ids already carry their prefixes."""
+
+    line: int
+    ts: float
+    user: str
+    item: str
+    type: EventType
+
+
+# -- field parsers -----------------------------------------------------------------------------
+def rating_type(
+    rating: float, scale: Sequence[tuple[float, EventType]] = RATING_TYPES
+) -> EventType:
+    """The type of the first step of ``scale`` (floors, descending) the rating reaches."""
+    for floor, t in scale:
+        if rating >= floor:
+            return t
+    raise RowError(f"rating {rating:g} is below the rating map's lowest step {scale[-1][0]:g}")
+
+
+def parse_rating_map(text: str) -> tuple[tuple[float, EventType], ...]:
+    """``"5=like,4=complete,3=watch,*=play"``: a rating at or above a floor is that type.
+
+    ``*`` is every lower rating; without it a rating under the lowest floor is a bad row.
+    """
+    steps: list[tuple[float, EventType]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        floor_s, sep, type_s = part.partition("=")
+        if not sep:
+            raise ValueError(f"rating map entry {part!r} is not FLOOR=TYPE")
+        floor = float("-inf") if floor_s.strip() == "*" else float(floor_s)
+        steps.append((floor, event_type_named(type_s.strip())))
+    if not steps:
+        raise ValueError("the rating map is empty")
+    return tuple(sorted(steps, key=lambda s: -s[0]))
+
+
+def event_type_named(name: str) -> EventType:
+    try:
+        return EventType(name.lower())
+    except ValueError:
+        known = ", ".join(t.value for t in EventType)
+        raise ValueError(f"{name!r} is not a vidrec event type ({known})") from None
+
+
+def parse_type_map(text: str | None = None) -> dict[str, EventType]:
+    """vidrec's own names, the usual synonyms, then ``"view=watch,buy=like"`` on top."""
+    mapping = {t.value: t for t in EventType} | TYPE_SYNONYMS
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        src, sep, dst = part.partition("=")
+        if not sep:
+            raise ValueError(f"type map entry {part!r} is not VALUE=TYPE")
+        mapping[src.strip().lower()] = event_type_named(dst.strip())
+    return mapping
+
+
+def checked_id(value: Any, what: str, prefix: str = "") -> str:
+    """An id the schema accepts (1-256 characters, no control characters, valid UTF-8)."""
+    s = _text(value)
+    if not s:
+        raise RowError(f"missing {what}")
+    s = prefix + s
+    if len(s) > 256:
+        raise RowError(f"{what} is longer than 256 characters")
+    if _CONTROL.search(s):
+        raise RowError(f"{what} contains a control character")
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        raise RowError(f"{what} is not valid UTF-8") from None
+    return s
+
+
+_UNIT_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+def parse_time(value: Any, unit: str = "auto") -> float:
+    """Unix seconds from unix s/ms/us/ns (``auto``: by magnitude) or an ISO-8601 string.
+
+    A time without a UTC offset is taken as UTC.
+    """
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _unix(float(value), unit)
+    else:
+        s = _text(value)
+        if not s:
+            raise RowError("missing time")
+        try:
+            return _unix(float(s), unit)
+        except ValueError:
+            pass
+        try:
+            dt = datetime.fromisoformat(s)
+        except ValueError:
+            raise RowError(f"time {s[:40]!r} is neither unix time nor ISO-8601") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return _in_range(dt.timestamp())
+
+
+def _unix(x: float, unit: str) -> float:
+    if not math.isfinite(x):
+        raise RowError(f"time {x} is not a number")
+    if unit == "auto":
+        ax = abs(x)
+        unit = "s" if ax < 1e11 else "ms" if ax < 1e14 else "us" if ax < 1e17 else "ns"
+    return _in_range(x / _UNIT_SCALE[unit])
+
+
+_MIN_TS = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_MAX_TS = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+
+
+def _in_range(ts: float) -> float:
+    if not _MIN_TS <= ts <= _MAX_TS:
+        raise RowError(f"time {ts:g} s is out of range (years 1-9999)")
+    return ts
+
+
+def parse_rating(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        x = float(value)
+    else:
+        s = _text(value)
+        if not s:
+            raise RowError("missing rating")
+        try:
+            x = float(s)
+        except ValueError:
+            raise RowError(f"rating {s[:40]!r} is not a number") from None
+    if not math.isfinite(x):
+        raise RowError(f"rating {x} is not a number")
+    return x
+
+
+def parse_year(value: Any) -> int | None:
+    """A year, or ``None`` when missing (empty or R's ``NA``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        x = float(value)
+    else:
+        s = _text(value)
+        if not s or s == "NA":
+            return None
+        try:
+            x = float(s)
+        except ValueError:
+            raise RowError(f"year {s[:40]!r} is not a number") from None
+    if not 1 <= x <= 9999:
+        raise RowError(f"year {x:g} is out of range")
+    return int(x)
+
+
+def split_tags(value: Any, sep: str | None = None) -> tuple[str, ...]:
+    """Tags separated by ``sep``, or by ``|`` when the value has one and ``,`` otherwise."""
+    if isinstance(value, (list, tuple)):
+        parts = [_text(v) for v in value]
+    else:
+        s = _text(value)
+        parts = s.split(sep or ("|" if "|" in s else ",")) if s else []
+    return tuple(p for p in (p.strip() for p in parts) if p and p != NO_GENRES)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a Parquet float id column, 31.0 -> "31"
+    return str(value).strip()
+
+
+# -- files -------------------------------------------------------------------------------------
+def is_parquet(path: str | Path) -> bool:
+    return str(path).lower().endswith((".parquet", ".pq"))
+
+
+def read_header(path: str | Path, delimiter: str | None = None) -> list[str]:
+    """The column names of a CSV/TSV (first line) or Parquet file (its schema)."""
+    if is_parquet(path):
+        return list(_parquet().ParquetFile(path).schema_arrow.names)
+    with open_text(path) as f:
+        return next(csv.reader(f, delimiter=_delimiter(path, delimiter)), [])
+
+
+def records(
+    path: str | Path, columns: Sequence[str], delimiter: str | None = None
+) -> Iterator[tuple[int, list[Any] | str, Sequence[Any]]]:
+    """``(line, values of columns, whole row)`` per row; for a malformed row, why instead of values.
+
+    CSV lines count from 1 with the header as line 1, and a quoted field spanning lines is
+    reported at its first line; Parquet rows count from 1.
+    """
+    if is_parquet(path):
+        yield from _parquet_records(path, columns)
+    else:
+        yield from _csv_records(path, columns, _delimiter(path, delimiter))
+
+
+def _delimiter(path: str | Path, delimiter: str | None) -> str:
+    if delimiter:
+        return "\t" if delimiter in ("tab", "\\t") else delimiter
+    name = str(path).lower().removesuffix(".gz")
+    return "\t" if name.endswith(".tsv") else ","
+
+
+def _csv_records(
+    path: str | Path, columns: Sequence[str], delimiter: str
+) -> Iterator[tuple[int, list[Any] | str, Sequence[Any]]]:
+    with open_text(path) as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, None) or []
+        at = {name: i for i, name in enumerate(header)}
+        idx = [at[c] for c in columns]
+        width = len(header)
+        line = reader.line_num + 1
+        while True:
+            try:
+                rec = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # a NUL byte, an overlong field: this row only
+                start, line = line, reader.line_num + 1
+                yield start, f"unreadable CSV: {exc}", []
+                continue
+            start, line = line, reader.line_num + 1
+            if not rec:
+                continue
+            if len(rec) == width:
+                yield start, [rec[i] for i in idx], rec
+            else:
+                yield start, f"{len(rec)} fields where the header has {width}", rec
+
+
+def raw_row(values: Sequence[Any]) -> str:
+    """A row's values as one CSV line (for reports), cut at 1,000 characters."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(["" if v is None else v for v in values])
+    return buf.getvalue()[:_MAX_RAW]
+
+
+def _parquet_records(
+    path: str | Path, columns: Sequence[str]
+) -> Iterator[tuple[int, list[Any] | str, Sequence[Any]]]:
+    pf = _parquet().ParquetFile(path)
+    row = 0
+    for batch in pf.iter_batches(batch_size=65_536, columns=list(dict.fromkeys(columns))):
+        cols = batch.to_pydict()
+        for values in zip(*(cols[c] for c in columns), strict=True):
+            row += 1
+            yield row, list(values), values
+
+
+def parquet_rows(path: str | Path) -> int:
+    return _parquet().ParquetFile(path).metadata.num_rows
+
+
+def _parquet() -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SystemExit(
+            "vidrec: reading Parquet needs pyarrow: pip install 'vidrec[data]'"
+        ) from None
+    return pq
+
+
+# -- layouts -----------------------------------------------------------------------------------
+@dataclass
+class LogLayout:
+    """Which columns of an interaction log hold what, and how values become event types.
+
+    ``type`` maps a column's values through ``type_map``; otherwise ``rating`` (when given) is
+    checked and, when ``graded``, mapped through ``rating_map``; otherwise every row is a watch.
+    ``title``/``tags``/``year`` are item columns carried on every row (the MovieLens layout).
+    """
+
+    user: str
+    item: str
+    time: str
+    type: str | None = None
+    rating: str | None = None
+    graded: bool = False
+    type_map: dict[str, EventType] = field(default_factory=parse_type_map)
+    rating_map: tuple[tuple[float, EventType], ...] = RATING_TYPES
+    time_unit: str = "auto"
+    user_prefix: str = ""
+    item_prefix: str = ""
+    title: str | None = None
+    tags: str | None = None
+    tags_sep: str | None = None
+    year: str | None = None
+
+    def columns(self) -> list[str]:
+        cols = [self.user, self.item, self.time, self.type, self.rating]
+        cols += [self.title, self.tags, self.year]
+        return [c for c in cols if c is not None]
+
+    def has_item_columns(self) -> bool:
+        return any(c is not None for c in (self.title, self.tags, self.year))
+
+
+def movielens_layout(graded: bool = False, rating_map: Any = RATING_TYPES) -> LogLayout:
+    """``movieId,title,year,genres,userId,rating,timestamp``: users ``u<id>``, films ``m<id>``."""
+    return LogLayout(
+        user="userId",
+        item="movieId",
+        time="timestamp",
+        rating="rating",
+        graded=graded,
+        rating_map=rating_map,
+        time_unit="s",
+        user_prefix="u",
+        item_prefix="m",
+        title="title",
+        tags="genres",
+        tags_sep="|",
+        year="year",
+    )
+
+
+def is_movielens(header: Sequence[str]) -> bool:
+    return set(MOVIELENS_COLUMNS) <= set(header)
+
+
+def require_columns(path: str | Path, header: Sequence[str], columns: Sequence[str]) -> None:
+    missing = [c for c in dict.fromkeys(columns) if c not in header]
+    if missing:
+        have = ", ".join(header) if header else "none"
+        raise SystemExit(
+            f"vidrec: {path}: no column {', '.join(map(repr, missing))} (columns: {have})"
+        )
+
+
+def read_interactions(
+    path: str | Path,
+    layout: LogLayout,
+    *,
+    on_bad: Callable[[BadRow], None],
+    delimiter: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[Interaction, ItemInfo | None]]:
+    """Good rows of an interaction log in file order, each with its inline item info (if any).
+
+    ``on_progress(rows read)`` is called every 10,000 rows and once at the end.
+    """
+    cols = layout.columns()
+    pos = {c: i for i, c in enumerate(cols)}
+    src = str(path)
+    n = 0
+    for n, (line, values, raw) in enumerate(records(path, cols, delimiter), start=1):
+        if on_progress is not None and n % 10_000 == 0:
+            on_progress(n)
+        if isinstance(values, str):
+            on_bad(BadRow(src, line, values, raw_row(raw)))
+            continue
+        try:
+            yield _interaction(line, values, pos, layout)
+        except RowError as exc:
+            on_bad(BadRow(src, line, str(exc), raw_row(raw)))
+    if on_progress is not None:
+        on_progress(n)
+
+
+def _interaction(
+    line: int, v: list[Any], pos: dict[str, int], lay: LogLayout
+) -> tuple[Interaction, ItemInfo | None]:
+    # interned: a 10M-row log names far fewer users and items than it has rows
+    user = sys.intern(checked_id(v[pos[lay.user]], "user id", lay.user_prefix))
+    item = sys.intern(checked_id(v[pos[lay.item]], "item id", lay.item_prefix))
+    ts = parse_time(v[pos[lay.time]], lay.time_unit)
+    if lay.type is not None:
+        name = _text(v[pos[lay.type]])
+        t = lay.type_map.get(name.lower())
+        if t is None:
+            raise RowError(f"unknown event type {name[:40]!r}" if name else "missing event type")
+    elif lay.rating is not None:
+        rating = parse_rating(v[pos[lay.rating]])
+        t = rating_type(rating, lay.rating_map) if lay.graded else EventType.WATCH
+    else:
+        t = EventType.WATCH
+    info = None
+    if lay.has_item_columns():
+        title, tags, year = (v[pos[c]] if c else None for c in (lay.title, lay.tags, lay.year))
+        if isinstance(tags, list):  # a Parquet list column
+            tags = tuple(tags)
+        info = _inline_info(title, tags, year, lay.tags_sep)
+    return Interaction(line, ts, user, item, t), info
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _inline_info(title: Any, tags: Any, year: Any, sep: str | None) -> ItemInfo:
+    """Cached: a log that carries item columns repeats them on every row of the item."""
+    return ItemInfo(title=_text(title), tags=split_tags(tags, sep), year=parse_year(year))
+
+
+@dataclass
+class ItemsLayout:
+    """Columns of an items file; only ``item_id`` is required."""
+
+    item_id: str
+    title: str | None = None
+    tags: str | None = None
+    tags_sep: str | None = None
+    year: str | None = None
+    description: str | None = None
+    published: str | None = None
+    time_unit: str = "auto"
+    item_prefix: str = ""
+
+    def columns(self) -> list[str]:
+        cols = [self.item_id, self.title, self.tags, self.year, self.description, self.published]
+        return [c for c in cols if c is not None]
+
+
+def read_items(
+    path: str | Path,
+    layout: ItemsLayout,
+    *,
+    on_bad: Callable[[BadRow], None],
+    delimiter: str | None = None,
+) -> dict[str, tuple[int, ItemInfo]]:
+    """Item id -> (line, info); a later row for the same id replaces an earlier one."""
+    cols = layout.columns()
+    pos = {c: i for i, c in enumerate(cols)}
+    src = str(path)
+    items: dict[str, tuple[int, ItemInfo]] = {}
+    for line, values, raw in records(path, cols, delimiter):
+        if isinstance(values, str):
+            on_bad(BadRow(src, line, values, raw_row(raw)))
+            continue
+        try:
+            item = checked_id(values[pos[layout.item_id]], "item id", layout.item_prefix)
+            items[item] = (line, _item_info(values, pos, layout))
+        except RowError as exc:
+            on_bad(BadRow(src, line, str(exc), raw_row(raw)))
+    return items
+
+
+def _item_info(v: list[Any], pos: dict[str, int], lay: ItemsLayout) -> ItemInfo:
+    published = None
+    if lay.published is not None:
+        value = v[pos[lay.published]]
+        if _text(value):
+            published = parse_time(value, lay.time_unit)
+    return ItemInfo(
+        title=_text(v[pos[lay.title]]) if lay.title else "",
+        tags=split_tags(v[pos[lay.tags]], lay.tags_sep) if lay.tags else (),
+        year=parse_year(v[pos[lay.year]]) if lay.year else None,
+        description=_text(v[pos[lay.description]]) if lay.description else "",
+        published=published,
+    )
