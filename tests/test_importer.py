@@ -1,0 +1,385 @@
+"""`vidrec import` (MovieLens, generic CSV/Parquet, items files, bad rows); `vidrec data fetch`."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from schemas import EventType, UserEvent, VideoPublished
+from streams.cli import main
+from streams.eventlog import BadLine, read_log
+from streams.import_rows import LogLayout, parse_time
+from streams.importer import import_file, import_movielens
+
+T0 = 946_684_800  # 2000-01-01T00:00:00Z
+Y2005 = 1_104_537_600  # 2005-01-01T00:00:00Z
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _log(path: Path) -> list[VideoPublished | UserEvent]:
+    msgs = list(read_log(path))
+    assert not [m for m in msgs if isinstance(m, BadLine)]
+    return msgs
+
+
+def _time(m: VideoPublished | UserEvent) -> datetime:
+    return m.published_at if isinstance(m, VideoPublished) else m.ts
+
+
+@pytest.fixture
+def movielens_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "ml.csv"
+    path.write_text(
+        "movieId,title,year,genres,userId,rating,timestamp\n"
+        f"1,Toy Story,1995,Adventure|Animation,1,5.0,{T0 + 10}\n"
+        f"2,New Film,2005,Drama,1,3.5,{Y2005 + 50}\n"
+        f"3,,NA,(no genres listed),2,2.0,{T0}\n"
+        f'1,"Toy Story",1995,Adventure|Animation,2,4.0,{T0}\n'
+        f"2,New Film,2005,Drama,3,4.5,{Y2005}\n"
+    )
+    return path
+
+
+def test_movielens_layout_publishes_at_the_later_of_stream_start_and_release_year(
+    movielens_csv, tmp_path
+):
+    out = tmp_path / "log.jsonl"
+    report = import_movielens(movielens_csv, out)
+    msgs = _log(out)
+    assert (report.rows, report.events, report.videos, report.bad) == (5, 5, 3, [])
+    videos = {m.video_id: m for m in msgs if isinstance(m, VideoPublished)}
+    assert videos["m1"].published_at == _utc(T0)  # a 1995 film was on the shelf at the start
+    assert videos["m2"].published_at == _utc(Y2005)  # a 2005 film appears on 1 January 2005
+    assert videos["m3"].published_at == _utc(T0)  # no year: the stream's start
+    assert videos["m3"].title == "Movie 3" and videos["m3"].tags == []
+    assert videos["m1"].tags == ["Adventure", "Animation"] and videos["m1"].category == "Adventure"
+    times = [_time(m) for m in msgs]
+    assert times == sorted(times)
+    # a video comes before the events at its own instant; events at one instant keep file
+    # order, and videos published together come in the order the stream first names them
+    kinds = [(m.kind, m.video_id, getattr(m, "user_id", "")) for m in msgs]
+    assert kinds[:5] == [
+        ("video", "m3", ""),
+        ("video", "m1", ""),
+        ("event", "m3", "u2"),
+        ("event", "m1", "u2"),
+        ("event", "m1", "u1"),
+    ]
+    assert kinds[5:] == [("video", "m2", ""), ("event", "m2", "u3"), ("event", "m2", "u1")]
+    assert {m.type for m in msgs if isinstance(m, UserEvent)} == {EventType.WATCH}
+
+
+def test_movielens_graded_maps_ratings_and_event_ids_are_stable_and_unique(movielens_csv, tmp_path):
+    import_movielens(movielens_csv, tmp_path / "a.jsonl", graded=True)
+    import_movielens(movielens_csv, tmp_path / "b.jsonl", graded=True)
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    events = [m for m in _log(tmp_path / "a.jsonl") if isinstance(m, UserEvent)]
+    types = {(e.user_id, e.video_id): e.type for e in events}
+    assert types == {
+        ("u1", "m1"): EventType.LIKE,  # 5
+        ("u1", "m2"): EventType.WATCH,  # 3.5 rounds down to 3
+        ("u2", "m3"): EventType.PLAY,  # below 3
+        ("u2", "m1"): EventType.COMPLETE,  # 4
+        ("u3", "m2"): EventType.COMPLETE,  # 4.5
+    }
+    ids = [e.event_id for e in events]
+    assert len(set(ids)) == len(ids)
+    assert f"u1-m1-{T0 + 10}" in ids
+
+
+def test_generic_csv_with_iso_and_millisecond_times_and_a_type_column(tmp_path):
+    src = tmp_path / "plays.csv"
+    src.write_text(
+        "who,video,when,action\n"
+        "alice,v1,2024-03-01T10:00:00Z,view\n"
+        "alice,v2,2024-03-01T12:00:00+02:00,LIKE\n"  # 10:00 UTC
+        "bob,v1,2024-03-01 09:00:00,play\n"  # no offset: UTC
+        "bob,v2,1709290800000,finished\n"  # ms: 2024-03-01T11:00Z
+        "bob,v2,1709290800,like\n"  # seconds, same instant as the line before
+    )
+    out = tmp_path / "log.jsonl.gz"
+    layout = LogLayout(user="who", item="video", time="when", type="action")
+    report = import_file(src, out, layout)
+    assert report.bad == [] and report.events == 5
+    events = [m for m in _log(out) if isinstance(m, UserEvent)]
+    got = [(e.user_id, e.video_id, e.type.value, e.ts.isoformat()) for e in events]
+    assert got == [
+        ("bob", "v1", "play", "2024-03-01T09:00:00+00:00"),
+        ("alice", "v1", "watch", "2024-03-01T10:00:00+00:00"),
+        ("alice", "v2", "like", "2024-03-01T10:00:00+00:00"),
+        ("bob", "v2", "complete", "2024-03-01T11:00:00+00:00"),
+        ("bob", "v2", "like", "2024-03-01T11:00:00+00:00"),
+    ]
+    # two events of one user on one video in one second still get distinct, stable ids
+    assert [e.event_id for e in events[-2:]] == ["bob-v2-1709290800", "bob-v2-1709290800-2"]
+    videos = [m for m in _log(out) if isinstance(m, VideoPublished)]
+    assert [(v.video_id, v.title) for v in videos] == [("v1", "Item v1"), ("v2", "Item v2")]
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        ("1700000000", "auto", 1_700_000_000.0),
+        ("1700000000123", "auto", 1_700_000_000.123),
+        (1_700_000_000_123_456, "auto", 1_700_000_000.123456),
+        ("1700000000", "ms", 1_700_000.0),
+        ("2023-11-14T22:13:20.5Z", "auto", 1_700_000_000.5),
+        (datetime(2023, 11, 14, 22, 13, 20), "auto", 1_700_000_000.0),
+    ],
+)
+def test_time_units_and_iso(value, unit, expected):
+    assert parse_time(value, unit) == pytest.approx(expected, abs=1e-6)
+
+
+def test_parquet_with_a_rating_map_and_a_bad_row_numbered(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.table(
+        {
+            "user": pa.array([7, 7, None, 8], pa.int64()),
+            "item": ["a", "b", "c", "a"],
+            "t": pa.array([T0 * 1000, (T0 + 60) * 1000, T0 * 1000, T0 * 1000], pa.timestamp("ms")),
+            "stars": [10.0, 2.0, 9.0, 6.0],
+        }
+    )
+    src = tmp_path / "log.parquet"
+    pq.write_table(table, src)
+    out = tmp_path / "log.jsonl"
+    code = main(
+        [
+            "import", str(src), "-o", str(out), "--quiet",
+            "--user", "user", "--item", "item", "--time", "t", "--rating", "stars",
+            "--rating-map", "9=like,5=watch,0=dislike", "--user-prefix", "u",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    events = [m for m in _log(out) if isinstance(m, UserEvent)]
+    assert [(e.user_id, e.video_id, e.type.value) for e in events] == [
+        ("u7", "a", "like"),
+        ("u8", "a", "watch"),
+        ("u7", "b", "dislike"),
+    ]
+    assert events[0].ts == _utc(T0)
+    bad = tmp_path / "bad.csv"
+    main(
+        [
+            "import", str(src), "-o", str(out), "--quiet", "--bad-rows", str(bad),
+            "--user", "user", "--item", "item", "--time", "t", "--rating", "stars",
+        ]
+    )  # fmt: skip
+    rows = list(csv.DictReader(bad.open()))
+    assert [(r["line"], r["reason"]) for r in rows] == [("3", "missing user id")]
+
+
+def test_items_file_titles_tags_years_and_explicit_publication(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text(f"u,i,t\nann,x1,{T0}\nann,x2,{T0 + 5}\nbea,x3,{T0 + 9}\nbea,x4,{Y2005 + 1}\n")
+    items = tmp_path / "items.csv"
+    items.write_text(
+        "id,name,keywords,year,released,about\n"
+        'x1,First,"cooking, pasta",1990,,A pasta video\n'
+        "x2,Second,sports|football,2005,,\n"  # a year after the stream's start: its 1 January
+        f"x3,Third,,1999,{T0 + 7},\n"  # an explicit time wins over the year
+        f"x9,Unwatched,news,,{T0 + 3},\n"  # in the catalogue only: still published
+    )
+    out = tmp_path / "log.jsonl"
+    code = main(
+        [
+            "import", str(log), "-o", str(out), "--quiet", "--user", "u", "--item", "i",
+            "--time", "t", "--items", str(items), "--item-id", "id", "--title", "name",
+            "--tags", "keywords", "--published", "released", "--description", "about",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    videos = {m.video_id: m for m in _log(out) if isinstance(m, VideoPublished)}
+    assert set(videos) == {"x1", "x2", "x3", "x4", "x9"}
+    assert (videos["x1"].title, videos["x1"].tags) == ("First", ["cooking", "pasta"])
+    assert videos["x1"].description == "A pasta video"
+    assert videos["x1"].published_at == _utc(T0)
+    assert videos["x2"].tags == ["sports", "football"]
+    assert videos["x2"].published_at == _utc(Y2005)
+    assert videos["x3"].published_at == _utc(T0 + 7)
+    assert videos["x9"].published_at == _utc(T0 + 3)
+    assert (videos["x4"].title, videos["x4"].published_at) == ("Item x4", _utc(T0))
+
+
+def test_bad_rows_are_reported_with_their_line_and_skipped(tmp_path, capsys):
+    src = tmp_path / "log.csv"
+    src.write_text(
+        "user,item,time,kind,note\n"  # line 1
+        "u1,v1,1700000000,play,ok\n"  # 2
+        ',v1,1700000001,play,"a note\nover two lines"\n'  # 3-4: missing user
+        "u2,v1,yesterday,play,ok\n"  # 5
+        "u3,v1,1700000002,teleport,ok\n"  # 6
+        f"u4,{'v' * 300},1700000003,play,ok\n"  # 7
+        "u5,v\x01,1700000004,play,ok\n"  # 8
+        "u6,v1,1700000005,play\n"  # 9: a field short
+        "u7,v2,1700000006,watch,ok\n"  # 10
+    )
+    out = tmp_path / "log.jsonl"
+    bad = tmp_path / "bad.csv"
+    args = ["import", str(src), "-o", str(out), "--bad-rows", str(bad), "--quiet"]
+    code = main(args + ["--user", "user", "--item", "item", "--time", "time", "--type", "kind"])
+    assert code == 0
+    err = capsys.readouterr().err
+    rows = list(csv.DictReader(bad.open()))
+    assert [int(r["line"]) for r in rows] == [3, 5, 6, 7, 8, 9]
+    reasons = [r["reason"] for r in rows]
+    assert reasons[0] == "missing user id"
+    assert "neither unix time nor ISO-8601" in reasons[1]
+    assert "unknown event type 'teleport'" in reasons[2]
+    assert "longer than 256" in reasons[3] and "control character" in reasons[4]
+    assert reasons[5] == "4 fields where the header has 5"
+    assert rows[2]["raw"] == "u3,v1,1700000002,teleport,ok"
+    assert f"{src}:6: skipped: unknown event type 'teleport'" in err
+    assert "imported 2 events on 2 videos from 8 rows (6 bad rows skipped)" in err
+    events = [m for m in _log(out) if isinstance(m, UserEvent)]
+    assert [(e.user_id, e.video_id) for e in events] == [("u1", "v1"), ("u7", "v2")]
+
+
+def test_vidrec_import_detects_movielens_and_explains_a_layout_it_does_not_know(
+    movielens_csv, tmp_path, capsys
+):
+    out = tmp_path / "log.jsonl.gz"
+    assert main(["import", str(movielens_csv), "-o", str(out), "--graded", "--quiet"]) == 0
+    import_movielens(movielens_csv, tmp_path / "direct.jsonl", graded=True)
+    assert gzip.decompress(out.read_bytes()) == (tmp_path / "direct.jsonl").read_bytes()
+    assert "imported 5 events on 3 videos from 5 rows (0 bad rows skipped)" in (
+        capsys.readouterr().err
+    )
+    other = tmp_path / "other.csv"
+    other.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(SystemExit, match="not the MovieLens layout.*columns: a, b, c"):
+        main(["import", str(other), "-o", str(out)])
+    with pytest.raises(SystemExit, match="no column 'when'"):
+        main(["import", str(other), "-o", str(out), "--user", "a", "--item", "b", "--time", "when"])
+    with pytest.raises(SystemExit, match="no such file"):
+        main(["import", str(tmp_path / "missing.csv"), "-o", str(out)])
+    with pytest.raises(SystemExit, match="not a vidrec event type"):
+        main(["import", str(movielens_csv), "-o", str(out), "--rating-map", "5=adore"])
+
+
+# -- vidrec data fetch ---------------------------------------------------------------------------
+def _tiny_frame():
+    pd = pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    with pd.option_context("future.infer_string", False):  # rdata writes object strings only
+        return pd.DataFrame(
+            {
+                "movieId": pd.array([1263, 5], dtype="Int32"),
+                "title": np.array(["Deer Hunter, The", None], dtype=object),
+                "year": pd.array([1978, pd.NA], dtype="Int32"),
+                "genres": pd.Categorical(["Drama|War", "Comedy"]),
+                "userId": pd.array([1, 2], dtype="Int32"),
+                "rating": [2.0, 4.5],
+                "timestamp": pd.array([1260759151, 1260759152], dtype="Int32"),
+            }
+        )
+
+
+TINY_CSV = (
+    "movieId,title,year,genres,userId,rating,timestamp\n"
+    '1263,"Deer Hunter, The",1978,Drama|War,1,2.0,1260759151\n'
+    "5,,,Comedy,2,4.5,1260759152\n"
+)
+
+
+def _lazyload_db(folder: Path, frame) -> Path:
+    """An R lazy-load database as R writes one: gzipped index, 4-byte length + zlib blocks."""
+    rdata = pytest.importorskip("rdata")
+    np = pytest.importorskip("numpy")
+    import zlib
+
+    folder.mkdir(parents=True)
+    rdata.write_rds(folder / "obj.rds", frame, compression="gzip")
+    raw = gzip.decompress((folder / "obj.rds").read_bytes())
+    block = len(raw).to_bytes(4, "big") + zlib.compress(raw)
+    pad = b"\0" * 17  # the object need not be the first block
+    (folder / "Rdata.rdb").write_bytes(pad + block)
+    index = {
+        "variables": {"movielens": np.array([len(pad), len(block)], dtype=np.int32)},
+        "references": {},
+        "compressed": True,
+    }
+    rdata.write_rds(folder / "Rdata.rdx", index, compression="gzip")
+    (folder / "obj.rds").unlink()
+    return folder / "Rdata"
+
+
+def test_lazyload_database_reads_back_as_the_projects_csv(tmp_path):
+    from streams.datasets import frame_to_csv, read_lazyload
+
+    db = _lazyload_db(tmp_path / "db", _tiny_frame())
+    assert frame_to_csv(read_lazyload(db, "movielens")).decode() == TINY_CSV
+
+
+def test_fetch_offline_with_stand_in_apt_get_and_dpkg_deb(tmp_path, monkeypatch):
+    """The whole fetch against stand-ins: the checksum decides whether anything is written."""
+    from streams import datasets
+
+    pkg = tmp_path / "pkgroot"
+    _lazyload_db(pkg / "usr/lib/R/data", _tiny_frame())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {
+        "apt-get": 'touch "r-fake_1.0_all.deb"',
+        "dpkg-deb": f'mkdir -p "$3" && cp -r "{pkg}/." "$3"',
+    }.items():
+        script = bin_dir / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    good = datasets.RDataset(
+        package="r-fake",
+        version="1.0",
+        database="usr/lib/R/data/Rdata",
+        variable="movielens",
+        filename="tiny.csv.gz",
+        sha256=hashlib.sha256(TINY_CSV.encode()).hexdigest(),
+    )
+    dst = datasets.fetch(good, tmp_path / "out", log=lambda m: None)
+    assert gzip.decompress(dst.read_bytes()).decode() == TINY_CSV
+    wrong = datasets.RDataset(**{**good.__dict__, "filename": "other.csv.gz", "sha256": "0" * 64})
+    with pytest.raises(datasets.FetchError, match="not the expected"):
+        datasets.fetch(wrong, tmp_path / "out", log=lambda m: None)
+    assert not (tmp_path / "out" / "other.csv.gz").exists()
+
+
+def test_fetch_says_what_is_missing(tmp_path, monkeypatch, capsys):
+    from streams import datasets
+
+    monkeypatch.setattr(datasets.shutil, "which", lambda tool: None)
+    assert main(["data", "fetch", "movielens", "--out", str(tmp_path)]) == 1
+    assert "apt-get not found" in capsys.readouterr().err
+    monkeypatch.setitem(__import__("sys").modules, "rdata", None)  # as if not installed
+    assert main(["data", "fetch", "movielens", "--out", str(tmp_path)]) == 1
+    assert "pip install 'vidrec[data]'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    os.environ.get("VIDREC_TEST_FETCH") != "1",
+    reason="needs the Debian archive; run with VIDREC_TEST_FETCH=1",
+)
+def test_fetch_movielens_from_debian_and_import_it(tmp_path):
+    from streams.datasets import MOVIELENS
+
+    assert main(["data", "fetch", "movielens", "--out", str(tmp_path)]) == 0
+    csv_gz = tmp_path / MOVIELENS.filename
+    assert hashlib.sha256(gzip.decompress(csv_gz.read_bytes())).hexdigest() == MOVIELENS.sha256
+    report = import_movielens(csv_gz, tmp_path / "log.jsonl.gz")
+    assert (report.rows, report.events, report.videos, len(report.bad)) == (
+        100_004,
+        100_004,
+        9_066,
+        0,
+    )
