@@ -7,6 +7,7 @@ on which line and why, so that one bad row costs one row and never the import.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
@@ -58,6 +59,7 @@ MOVIELENS_COLUMNS = ("movieId", "userId", "rating", "timestamp")
 NO_GENRES = "(no genres listed)"
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
+_TITLE_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 _MAX_RAW = 1000
 
 
@@ -255,6 +257,8 @@ def split_tags(value: Any, sep: str | None = None) -> tuple[str, ...]:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -269,10 +273,29 @@ def is_parquet(path: str | Path) -> bool:
 
 def read_header(path: str | Path, delimiter: str | None = None) -> list[str]:
     """The column names of a CSV/TSV (first line) or Parquet file (its schema)."""
-    if is_parquet(path):
-        return list(_parquet().ParquetFile(path).schema_arrow.names)
-    with open_text(path) as f:
-        return next(csv.reader(f, delimiter=_delimiter(path, delimiter)), [])
+    with _named_errors(path):
+        if is_parquet(path):
+            return list(_parquet().ParquetFile(path).schema_arrow.names)
+        with open_text(path) as f:
+            return _header(csv.reader(f, delimiter=_delimiter(path, delimiter)))
+
+
+@contextlib.contextmanager
+def _named_errors(path: str | Path) -> Iterator[None]:
+    """A file that is not what its name says (bad gzip, not Parquet) fails naming the file."""
+    try:
+        yield
+    except MissingColumns:
+        raise
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _header(reader: Any) -> list[str]:
+    header = next(reader, None) or []
+    if header:
+        header[0] = header[0].removeprefix("\ufeff")  # a byte-order mark, as Excel writes
+    return header
 
 
 def records(
@@ -283,10 +306,11 @@ def records(
     CSV lines count from 1 with the header as line 1, and a quoted field spanning lines is
     reported at its first line; Parquet rows count from 1.
     """
-    if is_parquet(path):
-        yield from _parquet_records(path, columns)
-    else:
-        yield from _csv_records(path, columns, _delimiter(path, delimiter))
+    with _named_errors(path):
+        if is_parquet(path):
+            yield from _parquet_records(path, columns)
+        else:
+            yield from _csv_records(path, columns, _delimiter(path, delimiter))
 
 
 def _delimiter(path: str | Path, delimiter: str | None) -> str:
@@ -301,7 +325,8 @@ def _csv_records(
 ) -> Iterator[tuple[int, list[Any] | str, Sequence[Any]]]:
     with open_text(path) as f:
         reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None) or []
+        header = _header(reader)
+        require_columns(path, header, columns)
         at = {name: i for i, name in enumerate(header)}
         idx = [at[c] for c in columns]
         width = len(header)
@@ -335,6 +360,7 @@ def _parquet_records(
     path: str | Path, columns: Sequence[str]
 ) -> Iterator[tuple[int, list[Any] | str, Sequence[Any]]]:
     pf = _parquet().ParquetFile(path)
+    require_columns(path, pf.schema_arrow.names, columns)
     row = 0
     for batch in pf.iter_batches(batch_size=65_536, columns=list(dict.fromkeys(columns))):
         cols = batch.to_pydict()
@@ -388,13 +414,16 @@ class LogLayout:
         cols += [self.title, self.tags, self.year]
         return [c for c in cols if c is not None]
 
-    def has_item_columns(self) -> bool:
-        return any(c is not None for c in (self.title, self.tags, self.year))
 
+def movielens_layout(
+    graded: bool = False, rating_map: Any = RATING_TYPES, header: Sequence[str] | None = None
+) -> LogLayout:
+    """``movieId,title,year,genres,userId,rating,timestamp``: users ``u<id>``, films ``m<id>``.
 
-def movielens_layout(graded: bool = False, rating_map: Any = RATING_TYPES) -> LogLayout:
-    """``movieId,title,year,genres,userId,rating,timestamp``: users ``u<id>``, films ``m<id>``."""
-    return LogLayout(
+    The item columns are optional (GroupLens' own ``ratings.csv`` has only the other four):
+    those not in ``header`` are not read.
+    """
+    layout = LogLayout(
         user="userId",
         item="movieId",
         time="timestamp",
@@ -409,19 +438,26 @@ def movielens_layout(graded: bool = False, rating_map: Any = RATING_TYPES) -> Lo
         tags_sep="|",
         year="year",
     )
+    if header is not None:
+        layout.title, layout.tags, layout.year = (
+            c if c in header else None for c in (layout.title, layout.tags, layout.year)
+        )
+    return layout
 
 
 def is_movielens(header: Sequence[str]) -> bool:
     return set(MOVIELENS_COLUMNS) <= set(header)
 
 
+class MissingColumns(ValueError):
+    """A file lacks a column it was told to read."""
+
+
 def require_columns(path: str | Path, header: Sequence[str], columns: Sequence[str]) -> None:
     missing = [c for c in dict.fromkeys(columns) if c not in header]
     if missing:
         have = ", ".join(header) if header else "none"
-        raise SystemExit(
-            f"vidrec: {path}: no column {', '.join(map(repr, missing))} (columns: {have})"
-        )
+        raise MissingColumns(f"{path}: no column {', '.join(map(repr, missing))} (columns: {have})")
 
 
 def read_interactions(
@@ -472,7 +508,7 @@ def _interaction(
     else:
         t = EventType.WATCH
     info = None
-    if lay.has_item_columns():
+    if lay.title or lay.tags or lay.year:
         title, tags, year = (v[pos[c]] if c else None for c in (lay.title, lay.tags, lay.year))
         if isinstance(tags, list):  # a Parquet list column
             tags = tuple(tags)
@@ -499,6 +535,7 @@ class ItemsLayout:
     published: str | None = None
     time_unit: str = "auto"
     item_prefix: str = ""
+    year_in_title: bool = False  # MovieLens' movies.csv: "Toy Story (1995)"
 
     def columns(self) -> list[str]:
         cols = [self.item_id, self.title, self.tags, self.year, self.description, self.published]
@@ -535,10 +572,14 @@ def _item_info(v: list[Any], pos: dict[str, int], lay: ItemsLayout) -> ItemInfo:
         value = v[pos[lay.published]]
         if _text(value):
             published = parse_time(value, lay.time_unit)
+    title = _text(v[pos[lay.title]]) if lay.title else ""
+    year = parse_year(v[pos[lay.year]]) if lay.year else None
+    if lay.year_in_title and (m := _TITLE_YEAR.search(title)):
+        title, year = title[: m.start()], year if year is not None else int(m[1])
     return ItemInfo(
-        title=_text(v[pos[lay.title]]) if lay.title else "",
+        title=title,
         tags=split_tags(v[pos[lay.tags]], lay.tags_sep) if lay.tags else (),
-        year=parse_year(v[pos[lay.year]]) if lay.year else None,
+        year=year,
         description=_text(v[pos[lay.description]]) if lay.description else "",
         published=published,
     )

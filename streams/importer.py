@@ -61,7 +61,7 @@ class ImportReport:
     videos: int = 0
     bad: list[BadRow] = field(default_factory=list)
     catalogue_only: int = 0  # videos from the items file that no event touches
-    early_events: int = 0  # events before their video's explicit publication time
+    early_events: int = 0  # events before their video's publication (a film seen pre-release)
 
 
 def _iso(ts: float) -> datetime:
@@ -147,8 +147,7 @@ def to_messages(
         videos.append((pub, n, video))
     videos.sort(key=lambda x: (x[0], x[1]))
     report.videos, report.events = len(videos), len(events)
-    if items:
-        report.early_events = sum(1 for r in events if r.ts < published[r.item])
+    report.early_events = sum(1 for r in events if r.ts < published[r.item])
 
     merged = heapq.merge(
         ((t, 0, n, v) for t, n, v in videos),
@@ -255,7 +254,8 @@ def _progress(msgs: Iterator[Any], tick: Callable[[int], None]) -> Iterator[Any]
 
 def import_movielens(src: str | Path, dst: str | Path, *, graded: bool = False) -> ImportReport:
     """The MovieLens layout ``movieId,title,year,genres,userId,rating,timestamp``."""
-    return import_file(src, dst, movielens_layout(graded), fallback_title="Movie")
+    layout = movielens_layout(graded, header=read_header(src))
+    return import_file(src, dst, layout, fallback_title="Movie")
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def _layouts(args: argparse.Namespace) -> tuple[LogLayout, tuple[str, ItemsLayou
         raise _fail("give --type or --rating, not both")
     if not named and not args.type and not args.rating and is_movielens(header):
         graded = (args.graded or args.rating_map is not None) and not args.watch_only
-        layout, fallback = movielens_layout(graded, rating_map), "Movie"
+        layout, fallback = movielens_layout(graded, rating_map, header), "Movie"
     elif len(named) < 3:
         raise _fail(
             f"{args.src} is not the MovieLens layout; name its columns with --user, --item and "
@@ -317,6 +317,7 @@ def _layouts(args: argparse.Namespace) -> tuple[LogLayout, tuple[str, ItemsLayou
         published=args.published,
         time_unit=args.time_unit,
         item_prefix=layout.item_prefix,
+        year_in_title=fallback == "Movie" and not args.year and "year" not in ih,
     )
     require_columns(args.items, ih, items.columns())
     return layout, (args.items, items), fallback
@@ -333,11 +334,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     for path in (args.src, args.items):
         if path and not Path(path).is_file():
             raise _fail(f"no such file: {path}")
-    layout, items, fallback = _layouts(args)
+    try:
+        layout, items, fallback = _layouts(args)
+    except (OSError, EOFError, ValueError) as exc:  # not gzip, not Parquet, a missing column
+        raise _fail(str(exc)) from None
     bars: dict[str, Any] = {}
 
     def progress(stage: str, n: int, total: int | None) -> None:
         if stage not in bars:
+            if n < 10_000:  # a small input is done before a bar could say anything
+                return
             from streams.commands import _Progress
 
             for bar in bars.values():
@@ -356,7 +362,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             on_progress=progress,
         )
     except (OSError, EOFError, ValueError) as exc:  # a corrupt gzip or Parquet file, a full disk
-        raise _fail(f"{args.src}: {exc}") from None
+        raise _fail(str(exc)) from None
     finally:
         for bar in bars.values():
             bar.close()
