@@ -383,3 +383,22 @@ def test_fetch_movielens_from_debian_and_import_it(tmp_path):
         9_066,
         0,
     )
+
+
+def test_grouplens_ratings_and_movies_files_and_a_file_that_is_not_gzip(tmp_path):
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("\ufeffuserId,movieId,rating,timestamp\n1,1,4.0,964982703\n2,3,1.0,5\n")
+    movies = tmp_path / "movies.csv"
+    movies.write_text(
+        'movieId,title,genres\n1,Toy Story (1995),Animation|Comedy\n3,"Heat, The (2001)",Crime\n'
+    )
+    out = tmp_path / "log.jsonl"
+    args = ["import", str(ratings), "--items", str(movies), "-o", str(out), "--quiet"]
+    assert main(args) == 0
+    videos = {m.video_id: m for m in _log(out) if isinstance(m, VideoPublished)}
+    assert (videos["m1"].title, videos["m1"].tags) == ("Toy Story", ["Animation", "Comedy"])
+    assert (videos["m3"].title, videos["m3"].published_at) == ("Heat, The", _utc(978_307_200))
+    broken = tmp_path / "log.csv.gz"
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(SystemExit, match=r"log\.csv\.gz: Not a gzipped file"):
+        main(["import", str(broken), "-o", str(out)])
