@@ -130,7 +130,7 @@ def fetch(ds: RDataset, out_dir: Path, *, log: Any = print) -> Path:
     written, so a mismatch leaves nothing behind.
     """
     dst = out_dir / ds.filename
-    if dst.exists() and hashlib.sha256(gzip.decompress(dst.read_bytes())).hexdigest() == ds.sha256:
+    if _verified(dst, ds.sha256):
         log(f"{dst} is already there (SHA-256 verified)")
         return dst
     _rdata()  # fail before downloading anything
@@ -159,10 +159,17 @@ def fetch(ds: RDataset, out_dir: Path, *, log: Any = print) -> Path:
     return dst
 
 
+def _verified(path: Path, sha256: str) -> bool:
+    try:
+        return hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest() == sha256
+    except (OSError, EOFError):  # absent, unreadable or a truncated download: fetch again
+        return False
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     try:
         fetch(DATASETS[args.dataset], Path(args.out), log=lambda m: print(m, file=sys.stderr))
-    except FetchError as exc:
+    except (FetchError, OSError) as exc:
         print(f"vidrec data fetch: {exc}", file=sys.stderr)
         return 1
     return 0

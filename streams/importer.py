@@ -431,7 +431,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--graded",
         action="store_true",
         help="MovieLens layout: map ratings through the rating map (default: every rating is a "
-        "watch, as an act of watching); a --rating column is graded unless --watch-only",
+        "watch, as an act of watching; --rating-map implies --graded); a --rating column is "
+        "graded unless --watch-only",
     )
     g.add_argument("--watch-only", action="store_true", help="every row is a watch")
     g.add_argument("--user-prefix", default="", help="prepended to user ids (MovieLens: u)")
