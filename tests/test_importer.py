@@ -191,6 +191,8 @@ def test_items_file_titles_tags_years_and_explicit_publication(tmp_path):
         "x2,Second,sports|football,2005,,\n"  # a year after the stream's start: its 1 January
         f"x3,Third,,1999,{T0 + 7},\n"  # an explicit time wins over the year
         f"x9,Unwatched,news,,{T0 + 3},\n"  # in the catalogue only: still published
+        "x4,Fourth,,next year,,\n"  # a bad row: x4 keeps a video, with the fallback title
+        f"x5,{'long ' * 250},,,,\n"  # a title the schema refuses: the video keeps the fallback
     )
     out = tmp_path / "log.jsonl"
     code = main(
@@ -198,11 +200,13 @@ def test_items_file_titles_tags_years_and_explicit_publication(tmp_path):
             "import", str(log), "-o", str(out), "--quiet", "--user", "u", "--item", "i",
             "--time", "t", "--items", str(items), "--item-id", "id", "--title", "name",
             "--tags", "keywords", "--published", "released", "--description", "about",
+            "--bad-rows", str(tmp_path / "bad.csv"),
         ]
     )  # fmt: skip
     assert code == 0
     videos = {m.video_id: m for m in _log(out) if isinstance(m, VideoPublished)}
-    assert set(videos) == {"x1", "x2", "x3", "x4", "x9"}
+    assert set(videos) == {"x1", "x2", "x3", "x4", "x5", "x9"}
+    assert videos["x5"].title == "Item x5"
     assert (videos["x1"].title, videos["x1"].tags) == ("First", ["cooking", "pasta"])
     assert videos["x1"].description == "A pasta video"
     assert videos["x1"].published_at == _utc(T0)
@@ -211,6 +215,16 @@ def test_items_file_titles_tags_years_and_explicit_publication(tmp_path):
     assert videos["x3"].published_at == _utc(T0 + 7)
     assert videos["x9"].published_at == _utc(T0 + 3)
     assert (videos["x4"].title, videos["x4"].published_at) == ("Item x4", _utc(T0))
+    bad = list(csv.DictReader((tmp_path / "bad.csv").open()))
+    assert [(b["file"], b["line"], b["reason"]) for b in bad] == [
+        (str(items), "6", "year 'next year' is not a number"),
+        (
+            str(items),
+            "7",
+            "item x5: title: String should have at most 1000 characters "
+            "(kept with title 'Item x5')",
+        ),
+    ]
 
 
 def test_bad_rows_are_reported_with_their_line_and_skipped(tmp_path, capsys):
