@@ -445,7 +445,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--tags", metavar="COL", help="tags column (default: 'tags' or 'genres')")
     i.add_argument("--tags-sep", help="tag separator (default: '|' if the value has one, else ',')")
     i.add_argument("--year", metavar="COL", help="release year column (default: 'year')")
-    i.add_argument("--description", metavar="COL", help="description column")
+    i.add_argument(
+        "--description", metavar="COL", help="description column (default: 'description')"
+    )
     i.add_argument(
         "--published", metavar="COL", help="publication time column; wins over the year rule"
     )
