@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from schemas import ErasureReceipt, ForgetUser, Recommendations, UserEvent, Vide
 from workers.engine import Engine
 from workers.evaluation import Evaluator
 from workers.settings import EngineSettings
+
+if TYPE_CHECKING:
+    from workers.baselines import Baseline
 
 
 @dataclass
@@ -49,7 +52,7 @@ class RunStats:
 
 def drive(
     messages: Iterable[Any],
-    engine: Engine,
+    engine: Engine | Baseline,
     *,
     evaluator: Evaluator | None = None,
     on_recommendations: Callable[[Recommendations], None] | None = None,
@@ -57,7 +60,11 @@ def drive(
     on_progress: Callable[[int], None] | None = None,
     video_batch: int = 64,
 ) -> RunStats:
-    """Feed messages to ``engine`` in order; anything that is not a message goes to ``on_bad``."""
+    """Feed messages to ``engine`` in order; anything that is not a message goes to ``on_bad``.
+
+    ``engine`` is the engine or anything with its ``on_videos``, ``on_event`` and ``on_forget``
+    (the independent baselines of ``workers.baselines``).
+    """
     stats = RunStats()
     pending: list[VideoPublished] = []
     t0 = time.perf_counter()
@@ -126,21 +133,33 @@ class CachedEncoder:
         return np.stack([self._cache[t] for t in texts])
 
 
-# name -> (sources, features, settings overrides, fresh slots on)
+# Single-source configurations of the engine itself: name -> (sources, features, overrides).
+# The independent baselines (item-knn, online-mf, popularity) live in ``workers.baselines``.
 BASELINES: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, Any]]] = {
-    "popularity": (("popular",), ("popular",), {"popularity_half_life_days": 3650.0}),
+    "engine popularity": (("popular",), ("popular",), {"popularity_half_life_days": 3650.0}),
     "recent popularity": (("popular",), ("popular",), {"popularity_half_life_days": 1.0}),
-    "co-occurrence": (("cooc",), ("cooc",), {}),
-    "factors": (("mf",), ("mf",), {}),
+    "engine co-occurrence": (("cooc",), ("cooc",), {}),
+    "engine factors": (("mf",), ("mf",), {}),
     "content": (("content",), ("content",), {}),
 }
-BEHAVIOUR_ONLY = ("popularity", "recent popularity", "co-occurrence", "factors")
+BEHAVIOUR_ONLY = (
+    "engine popularity",
+    "recent popularity",
+    "engine co-occurrence",
+    "engine factors",
+)
+INDEPENDENT = ("item-knn", "online-mf", "popularity")
 
 
 def make_engine(
     name: str, settings: EngineSettings, encoder: Any, index_factory: Callable[[], Any]
-) -> Engine:
-    """The hybrid engine (``name='hybrid'``) or one of the single-source baselines."""
+) -> Engine | Baseline:
+    """The hybrid engine (``name='hybrid'``), one of its single-source configurations, or one of
+    the independent baselines of ``workers.baselines`` (which take no encoder or index)."""
+    if name in INDEPENDENT:
+        from workers.baselines import make_baseline
+
+        return make_baseline(name, k=settings.k)
     if name == "hybrid":
         return Engine(settings, encoder, index_factory())
     sources, features, overrides = BASELINES[name]

@@ -7,14 +7,25 @@ coverage; and the same on events whose video is *new* (published within ``fresh_
 event, in stream time) and *brand-new* (the video's first positive view ever). Events of a user
 who has had no list yet are counted apart (``cold_users``), since nothing was shown to them.
 
+Each scored target also keeps its position in the stream (the ordinal of its user event among all
+user events of the log), so that the same metrics come out for the first half (``h1_``), the
+second half (``h2_``) and the last 20 % (``last20_``) of the stream, and HR@10 per tenth of it
+(``curve_hr@10``): settings are chosen on the first half and reported on the second, and a learner
+that drifts shows in the curve first. Halves are cut by user-event position, not by stream time
+nor by the count of scored targets (the definition that reproduces the issue's cross-check).
+
 The same loop drives the system under test and every baseline: predict, then learn.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from schemas import EventType, Recommendations, UserEvent, VideoPublished
 
@@ -22,6 +33,8 @@ POSITIVE = frozenset(
     {EventType.PLAY, EventType.WATCH, EventType.COMPLETE, EventType.LIKE, EventType.SHARE}
 )
 SEGMENTS = ("all", "new", "brand_new")
+PARTS = ("h1", "h2", "last20")
+CURVE_BINS = 10
 
 
 @dataclass
@@ -56,11 +69,17 @@ class Evaluator:
         self._last: dict[str, list[str]] = {}
         self._shown: set[str] = set()
         self.lists = 0
+        self.user_events = 0
+        # one entry per scored target, as compact arrays: stream position, rank (-1 = missed)
+        self._pos = array("q")
+        self._rank = array("i")
 
     def on_video(self, video: VideoPublished) -> None:
         self._published.setdefault(video.video_id, video.published_at.timestamp())
 
     def on_event(self, event: UserEvent) -> None:
+        position = self.user_events
+        self.user_events += 1
         if event.type not in POSITIVE:
             return
         pos = self._positives.setdefault(event.user_id, set())
@@ -79,6 +98,8 @@ class Evaluator:
         except ValueError:
             rank = None
         self.acc["all"].add(rank, self.ks)
+        self._pos.append(position)
+        self._rank.append(-1 if rank is None else rank)
         pub = self._published.get(vid)
         if pub is not None and 0 <= event.ts.timestamp() - pub < self.fresh_s:
             self.acc["new"].add(rank, self.ks)
@@ -91,10 +112,13 @@ class Evaluator:
         self._shown.update(ids[: min(self.ks)])
         self.lists += 1
 
-    def report(self) -> dict[str, float]:
+    def report(self) -> dict[str, Any]:
         """Flat metrics: ``hr@10``, ``ndcg@10``, ``precision@10``, ``recall@10``, ``f1@10``,
-        ``coverage@10``, the same prefixed ``new_`` and ``brand_new_``, and event counts."""
-        out: dict[str, float] = {}
+        ``coverage@10``, the same prefixed ``new_`` and ``brand_new_``, and event counts; then
+        ``events``, ``hr@K`` and ``ndcg@K`` prefixed ``h1_``, ``h2_`` and ``last20_`` (first and
+        second half, last fifth of the stream's user events), and ``curve_hr@K`` for the smallest
+        K: a list of HR@K per tenth of the stream (0.0 for a tenth without targets)."""
+        out: dict[str, Any] = {}
         for seg in SEGMENTS:
             a = self.acc[seg]
             pre = "" if seg == "all" else f"{seg}_"
@@ -111,4 +135,28 @@ class Evaluator:
         out[f"coverage@{k0}"] = len(self._shown) / len(self._published) if self._published else 0.0
         out["cold_user_events"] = self.cold_users
         out["lists"] = self.lists
+        out.update(self._parts())
+        return out
+
+    def _parts(self) -> dict[str, Any]:
+        pos = np.frombuffer(self._pos, dtype=np.int64)
+        rank = np.frombuffer(self._rank, dtype=np.int32)
+        total = max(self.user_events, 1)
+        hit_gain = np.where(rank >= 0, 1.0 / np.log2(np.maximum(rank, 0) + 2.0), 0.0)
+        out: dict[str, Any] = {}
+        masks = {"h1": 2 * pos < total, "h2": 2 * pos >= total, "last20": 5 * pos >= 4 * total}
+        for part, mask in masks.items():
+            n = int(mask.sum())
+            out[f"{part}_events"] = n
+            for k in self.ks:
+                hit = mask & (rank >= 0) & (rank < k)
+                out[f"{part}_hr@{k}"] = float(hit.sum()) / n if n else 0.0
+                out[f"{part}_ndcg@{k}"] = float(hit_gain[hit].sum()) / n if n else 0.0
+        k0 = min(self.ks)
+        tenth = np.minimum(pos * CURVE_BINS // total, CURVE_BINS - 1)
+        n_bin = np.bincount(tenth, minlength=CURVE_BINS)
+        hits = np.bincount(tenth, weights=((rank >= 0) & (rank < k0)), minlength=CURVE_BINS)
+        out[f"curve_hr@{k0}"] = [
+            float(h / n) if n else 0.0 for h, n in zip(hits, n_bin, strict=True)
+        ]
         return out
