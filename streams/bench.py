@@ -419,6 +419,7 @@ def _capped_user(settings: Any) -> Any:
                 "Q", np.random.default_rng(0).integers(2**62, 2**63, settings.dedup_len).tolist()
             ),
             last_recs=array("i", range(settings.k)),
+            seen=np.arange(min(n, 10_000, settings.seen_max), dtype=np.int32),
             last_ts=T_START,
             events=settings.dedup_len,
         ),

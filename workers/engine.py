@@ -199,8 +199,9 @@ def step_history(
 
 
 def seen_cap(settings: EngineSettings) -> int:
-    """How many of a user's last events make up the seen set: ten histories' worth."""
-    return settings.history_len * 10
+    """How many distinct videos a user's seen set holds (the ledger keeps at least as many
+    events, so an overflowing seen set can be rebuilt from the most recent ones)."""
+    return settings.seen_max
 
 
 def events_kept(settings: EngineSettings) -> int:
@@ -216,6 +217,10 @@ def _new_recs() -> array:
     return array("i")
 
 
+def _new_seen() -> np.ndarray:
+    return np.zeros(0, dtype=np.int32)
+
+
 @dataclass(slots=True)  # no per-instance __dict__: one is held per user
 class UserState:
     """Everything held about one user; every collection is capped by a setting.
@@ -229,6 +234,8 @@ class UserState:
     ledger: Ledger = field(default_factory=Ledger)  # weighted events, oldest first
     dedup: array = field(default_factory=_new_dedup)  # hashes of recent event ids, oldest first
     last_recs: array = field(default_factory=_new_recs)  # the last published list (indices)
+    # every video the user acted on (sorted, distinct, 4 bytes each): never recommended again
+    seen: np.ndarray = field(default_factory=_new_seen)
     last_ts: float = 0.0
     events: int = 0
     forgotten_at: float | None = None  # events up to this time were erased: never relearn them
@@ -240,6 +247,7 @@ class UserState:
             "ledger": self.ledger.to_state(ids),
             "dedup": list(self.dedup),
             "last_recs": [ids[i] for i in self.last_recs],
+            "seen": [ids[i] for i in self.seen],
             "last_ts": self.last_ts,
             "events": self.events,
         }
@@ -253,14 +261,33 @@ class UserState:
             rows = list(reversed(s["history"]))
             ledger = Ledger([index_of(v, t) for v, t, _ in rows], [r[1] for r in rows],
                             [r[2] for r in rows])  # fmt: skip
+        if "seen" in s:
+            seen = np.unique(np.array([index_of(v, s["last_ts"]) for v in s["seen"]], np.int32))
+        else:  # a snapshot from before the seen set was kept apart: its ledger's videos
+            seen = np.unique(np.frombuffer(ledger.items, dtype=np.int32))
         return cls(
             ledger,
             array("Q", s["dedup"]),
             array("i", [index_of(v, s["last_ts"]) for v in s["last_recs"]]),
+            seen.astype(np.int32),
             s["last_ts"],
             s["events"],
             s.get("forgotten_at"),
         )
+
+    def mark_seen(self, item: int, cap: int) -> None:
+        """Add ``item`` to the seen set; past ``cap`` videos, keep the most recently acted on.
+
+        A sorted array, not a set: 4 bytes a video instead of ~60, and the ranker filters
+        candidates against it with one ``searchsorted``.
+        """
+        seen = self.seen
+        p = int(seen.searchsorted(item))
+        if p < len(seen) and seen[p] == item:
+            return
+        self.seen = np.insert(seen, p, np.int32(item))
+        if len(self.seen) > cap:
+            self.seen = np.sort(np.array(self.ledger.seen_recent(len(self.ledger), cap), np.int32))
 
     def has_event(self, h: int) -> bool:
         """Whether the event-id hash ``h`` is among the remembered ones (one numpy scan)."""
@@ -298,7 +325,7 @@ class ItemDeltas:
     cooc: list[tuple[str, str, float, float]] = field(default_factory=list)
     popularity: list[tuple[str, float, float]] = field(default_factory=list)
     factors: list[tuple[str, list[float], float]] = field(default_factory=list)
-    fusion: list[float] | None = None
+    fusion: list[list[float]] | None = None  # training rows: the picked item's, then others'
     ts: float = 0.0
     sign: int = 1  # -1: subtract the cooc and popularity increments (a forgotten user's)
     # the positive item of a learned event: every worker adds it to its negative-sampling pool,
@@ -372,11 +399,20 @@ class Engine:
             topk=s.cooc_topk,
             half_life_s=half_life_days(s.cooc_half_life_days),
         )
-        self.factors = Factors(dim=s.factors_dim, content_dim=self.dim, seed=s.seed)
+        self.factors = Factors(
+            dim=s.factors_dim,
+            lr=s.factors_lr,
+            reg=s.factors_l2,
+            content_dim=self.dim,
+            seed=s.seed,
+            loss=s.factors_loss,
+        )
         self.popularity = Popularity(half_life_days(s.popularity_half_life_days))
         if features is None:
             features = [f for f in FEATURES if self._feature_on(f)]
-        self.fusion = Fusion(lr=0.02 if learn_fusion else 0.0, enabled=features)
+        self.fusion = Fusion(
+            lr=s.fusion_lr if learn_fusion else 0.0, reg=s.fusion_l2, enabled=features
+        )
         self.users: dict[str, UserState] = {}
         self.now = 0.0
         self.n_events = 0
@@ -492,6 +528,7 @@ class Engine:
         deltas.popularity.append((vid, w, ts))
         if w < 0:
             st.ledger.append(idx, ts, w, events_kept(s))
+            st.mark_seen(idx, seen_cap(s))
             return deltas
         hist, seen = self.user_view(st)
         if hist and hist[0][0] == idx:
@@ -500,8 +537,7 @@ class Engine:
             st.ledger.append(idx, ts, w, events_kept(s))
             return deltas
         if st.last_recs and self.fusion.lr > 0:
-            grad = self._fusion_gradient(event.user_id, st, idx, hist)
-            deltas.fusion = grad.tolist() if grad is not None else None
+            deltas.fusion = self._fusion_rows(event.user_id, st, idx, hist)
         ids = self.catalog.ids
         window = [(ids[i], t, hw) for i, t, hw in hist[: self.cooc.window]]
         deltas.cooc.extend(self.cooc.deltas_one(window, vid, ts, w))
@@ -517,6 +553,7 @@ class Engine:
         self._neg_pool.append(idx)
         deltas.positive = vid
         st.ledger.append(idx, ts, w, events_kept(s))
+        st.mark_seen(idx, seen_cap(s))
         return deltas
 
     def item_index(self, video_id: str, ts: float) -> int:
@@ -539,7 +576,9 @@ class Engine:
             return memo[2], memo[3]
         s = self.settings
         hist = st.ledger.history(s.history_len)
-        seen = st.ledger.seen(seen_cap(s))
+        seen = st.seen
+        if s.rewatch:  # only the videos just watched are held back
+            seen = np.unique(np.array([h[0] for h in hist[: s.cooc_window]], dtype=np.int32))
         self._view_memo = (st, total, hist, seen)
         return hist, seen
 
@@ -557,11 +596,21 @@ class Engine:
         if st is None:
             return []
         ids = self.catalog.ids
-        return [ids[i] for i in st.ledger.seen_recent(seen_cap(self.settings), len(st.ledger))]
+        recent = st.ledger.seen_recent(len(st.ledger), len(st.seen))
+        older = sorted(set(st.seen.tolist()) - set(recent))  # acted on before the ledger's start
+        return [ids[i] for i in recent + older]
 
-    def _negatives(self, event_id: str, seen: np.ndarray, pos: int, n: int = 4) -> list[int]:
-        """Popularity-proportional negatives (items of recent events), seeded by the event id."""
-        pool = self._neg_pool
+    def _negatives(self, event_id: str, seen: np.ndarray, pos: int) -> list[int]:
+        """Sampled negatives for the factors, seeded by the event id.
+
+        ``factors_sampling``: ``"uniform"`` over the catalogue, or ``"popular"``, in proportion
+        to recent events (items of the last 5,000 positives).
+        """
+        n = self.settings.factors_negatives
+        if self.settings.factors_sampling == "uniform":
+            pool: Sequence[int] = range(len(self.catalog))
+        else:
+            pool = self._neg_pool
         if not pool:
             return []
         draws = _splitmix64(_hash64(f"{self.settings.seed}:{event_id}"), n * 2)
@@ -605,30 +654,27 @@ class Engine:
                 (idx(v), np.asarray(g, dtype=np.float32), b) for v, g, b in deltas.factors
             )
         if deltas.fusion is not None:
-            self.fusion.apply(np.asarray(deltas.fusion, dtype=np.float32))
+            self.fusion.learn_many(deltas.fusion)
         if replicated and deltas.positive is not None:
             self._neg_pool.append(idx(deltas.positive))
 
-    def _fusion_gradient(
+    def _fusion_rows(
         self, user_id: str, st: UserState, pos: int, hist: list[tuple[int, float, float]]
-    ) -> np.ndarray | None:
-        """The item the user picked should have outscored the items we ranked above it.
+    ) -> list[list[float]] | None:
+        """The item the user picked should have outscored the head of the list we showed.
 
-        Only items of the list we showed are compared: they went through the same candidate
-        generation, so their features are comparable. An item we never showed says nothing
-        about how to weigh the sources against each other (it only says that candidate
-        generation missed it), so it teaches the fusion nothing. ``hist``: the history before
-        this event, as the list was ranked.
+        Every positive event teaches, whether or not we had shown the item: its features are
+        computed as they were when the list was ranked (``hist``: the history before this
+        event), against the ``fusion_negatives`` items we had put first. Features are absolute
+        per item, so a picked item we never showed is still comparable with those we did.
         """
-        recs = st.last_recs
-        if pos not in recs:
-            return None
-        negs = list(recs[: recs.index(pos)])
+        negs = [i for i in st.last_recs[: self.settings.fusion_negatives + 1] if i != pos]
+        negs = negs[: self.settings.fusion_negatives]
         if not negs:
             return None
         items = np.array([pos, *negs], dtype=np.int64)
         feats = self._features(user_id, st, items, hist=hist)
-        return self.fusion.gradient(feats[0], feats[1:])
+        return self.fusion.rows(feats[0], feats[1:]) or None
 
     # -- expiry -----------------------------------------------------------------------------
     def expire_idle_users(self, keep: str | None = None) -> list[str]:
@@ -831,9 +877,9 @@ class Engine:
         if len(items) == 0:
             return Ranked(items, np.zeros(0, np.float32), np.zeros((0, len(SOURCES)), np.float32))
         feats = self._features(user_id, st, items, hist=hist, cooc=cooc, profile=profile)
-        cold = ((self.now - self.catalog.published_at[items]) < cfg.fresh_s) & (
-            self.popularity.views_of(items) < cfg.cold_views
-        )
+        cold = self.popularity.views_of(items) < cfg.cold_views
+        if not self.settings.cold_any_age:
+            cold &= (self.now - self.catalog.published_at[items]) < cfg.fresh_s
         return fuse_and_rank(items, feats, self.fusion, k, cfg, cold)
 
     def _cached_candidates(self, user_id: str, st: UserState | None) -> CachedCandidates | None:
@@ -916,6 +962,14 @@ class Engine:
         out = _top_indices(sims, cfg.n_content)
         # published_at >= now - fresh_s, the index's own range filter, boundary included
         fresh = cat.published_since(self.now - cfg.fresh_s)
+        if self.settings.cold_any_age:
+            # videos almost nobody has watched yet, however old: content is their only way in
+            views = self.popularity.views
+            cold = np.ones(n, dtype=bool)
+            m = min(n, len(views))
+            cold[:m] = views[:m] < cfg.cold_views
+            cold[fresh] = True
+            fresh = np.flatnonzero(cold)
         return out + fresh[_top_indices(sims[fresh], cfg.n_fresh)].tolist()
 
     def _message(

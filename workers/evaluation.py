@@ -69,6 +69,9 @@ class Evaluator:
         self._last: dict[str, list[str]] = {}
         self._shown: set[str] = set()
         self.lists = 0
+        # lists that held a video the user had already acted on positively (a wasted place;
+        # the engine's seen set must keep this at 0)
+        self.lists_with_seen = 0
         self.user_events = 0
         # one entry per scored target, as compact arrays: stream position, rank (-1 = missed)
         self._pos = array("q")
@@ -111,6 +114,9 @@ class Evaluator:
         self._last[recs.user_id] = ids
         self._shown.update(ids[: min(self.ks)])
         self.lists += 1
+        pos = self._positives.get(recs.user_id)
+        if pos and not pos.isdisjoint(ids):
+            self.lists_with_seen += 1
 
     def report(self) -> dict[str, Any]:
         """Flat metrics: ``hr@10``, ``ndcg@10``, ``precision@10``, ``recall@10``, ``f1@10``,
@@ -135,6 +141,7 @@ class Evaluator:
         out[f"coverage@{k0}"] = len(self._shown) / len(self._published) if self._published else 0.0
         out["cold_user_events"] = self.cold_users
         out["lists"] = self.lists
+        out["lists_with_seen"] = self.lists_with_seen
         out.update(self._parts())
         return out
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from river import linear_model, optim, preprocessing
 
 FEATURES = ("cooc", "content", "mf", "popular", "recent", "fresh_content", "pop_content")
 SOURCES = ("cooc", "content", "mf", "popular")
@@ -37,51 +38,124 @@ INITIAL_WEIGHTS = {
 
 
 class Fusion:
-    """Linear fusion weights, learned online with pairwise logistic (BPR-style) updates."""
+    """Linear fusion weights, learned online by river from which item the user picked next.
 
-    def __init__(self, lr: float = 0.02, reg: float = 1e-3, enabled: Sequence[str] = FEATURES):
+    Each training pair is (the item the user picked, an item we had put at the top of their
+    list instead). Features are put on one scale by river's online ``StandardScaler`` and the
+    pair's difference is learned by river's ``LogisticRegression`` (pairwise logistic, BPR's
+    loss), with L2 and gradient clipping, so that no source's weight can run away because its
+    raw scale drifts (co-occurrence sums grow with a user's history; popularity shrinks as the
+    catalogue grows). Ranking only needs ``feats @ (w / std)``, one numpy product, so river's
+    dict-per-row scoring is never on the hot path.
+
+    Until ``warmup`` candidate rows have been seen the scaler knows no spread, so the starting
+    weights (``INITIAL_WEIGHTS``, in raw units) rank; then river's weights start from exactly
+    those (``w = prior * std``), so the list does not jump when learning begins.
+    """
+
+    def __init__(
+        self,
+        lr: float = 0.02,
+        reg: float = 1e-3,
+        enabled: Sequence[str] = FEATURES,
+        warmup: int = 200,
+    ) -> None:
         self.lr = lr
         self.reg = reg
+        self.warmup = warmup
         self.mask = np.array([f in enabled for f in FEATURES], dtype=np.float32)
         self.init = np.array([INITIAL_WEIGHTS[f] for f in FEATURES], dtype=np.float32) * self.mask
-        self.w = self.init.copy()
+        self.scaler = preprocessing.StandardScaler()
+        self.model = self._new_model()
+        self.started = False
         self.updates = 0
+        self.w = self.init.copy()  # raw-unit weights: what ``score`` multiplies by
+
+    def _new_model(self) -> linear_model.LogisticRegression:
+        return linear_model.LogisticRegression(
+            optimizer=optim.SGD(self.lr), l2=self.reg, intercept_lr=0.0, clip_gradient=1.0
+        )
 
     def score(self, feats: np.ndarray) -> np.ndarray:
         return feats @ self.w
 
-    def gradient(self, pos: np.ndarray, negs: np.ndarray) -> np.ndarray:
-        """Weight update that would make ``pos`` outrank each row of ``negs`` (pure)."""
+    def rows(self, pos: np.ndarray, negs: np.ndarray) -> list[list[float]]:
+        """The training rows of one event (pure): the picked item's features, then the others'."""
         if len(negs) == 0 or self.lr == 0:
-            return np.zeros_like(self.w)
-        diff = pos[None, :] - negs
-        x = diff @ self.w
-        g = 1.0 / (1.0 + np.exp(np.clip(x, -30, 30)))
-        grad = (g[:, None] * diff).mean(axis=0) - self.reg * (self.w - self.init)
-        return (self.lr * grad * self.mask).astype(np.float32)
+            return []
+        return [pos.tolist(), *negs.tolist()]
 
-    def apply(self, delta: np.ndarray) -> None:
-        self.w += delta
+    def learn_many(self, rows: Sequence[Sequence[float]]) -> None:
+        """Learn from one event's rows (``rows[0]`` picked over each of ``rows[1:]``)."""
+        if len(rows) < 2:
+            return
+        names = [f for f, m in zip(FEATURES, self.mask, strict=True) if m]
+        cols = [i for i, m in enumerate(self.mask) if m]
+        dicts = [{f: float(r[i]) for f, i in zip(names, cols, strict=True)} for r in rows]
+        for d in dicts:
+            self.scaler.learn_one(d)
+        n = self.scaler.counts[names[0]] if names else 0
+        if not self.started:
+            if n < self.warmup:
+                return
+            std = self._std()
+            for f, i in zip(names, cols, strict=True):
+                self.model._weights[f] = float(self.init[i] * std[i])
+            self.started = True
+        pos = self.scaler.transform_one(dicts[0])
+        for d in dicts[1:]:
+            neg = self.scaler.transform_one(d)
+            self.model.learn_one({f: pos[f] - neg[f] for f in names}, True)
         self.updates += 1
+        self._refresh()
+
+    def _std(self) -> np.ndarray:
+        std = np.ones(len(FEATURES), dtype=np.float32)
+        for i, f in enumerate(FEATURES):
+            if self.mask[i] and self.scaler.counts.get(f, 0) > 1:
+                std[i] = max(float(np.sqrt(self.scaler.vars[f])), 1e-6)
+        return std
+
+    def _refresh(self) -> None:
+        weights = self.model.weights
+        w = np.array([weights.get(f, 0.0) for f in FEATURES], dtype=np.float32)
+        self.w = (w / self._std() * self.mask).astype(np.float32)
 
     def to_state(self) -> dict[str, Any]:
         return {
             "lr": self.lr,
             "reg": self.reg,
+            "warmup": self.warmup,
             "mask": self.mask.copy(),
-            "w": self.w.copy(),
+            "started": self.started,
             "updates": self.updates,
+            "weights": dict(self.model.weights),
+            "scaler": {
+                "counts": dict(self.scaler.counts),
+                "means": dict(self.scaler.means),
+                "vars": dict(self.scaler.vars),
+            },
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Fusion:
         enabled = [f for f, m in zip(FEATURES, state["mask"], strict=True) if m]
-        obj = cls(state["lr"], state["reg"], enabled)
-        obj.w = np.array(state["w"], dtype=np.float32)
+        obj = cls(state["lr"], state["reg"], enabled, state.get("warmup", 200))
+        sc = state.get("scaler")
+        if sc is not None:
+            obj.scaler.counts.update(sc["counts"])
+            obj.scaler.means.update(sc["means"])
+            obj.scaler.vars.update(sc["vars"])
+            for f, w in state["weights"].items():
+                obj.model._weights[f] = w
+            obj.started = state["started"]
+            if obj.started:
+                obj._refresh()
         obj.updates = state["updates"]
         return obj
 
     def as_dict(self) -> dict[str, float]:
+        """Weights in raw feature units (what ranking multiplies by)."""
         return {f: round(float(w), 4) for f, w in zip(FEATURES, self.w, strict=True)}
 
 

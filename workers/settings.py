@@ -74,16 +74,26 @@ class EngineSettings(BaseSettings):
     history_len: int = Field(
         default=50,
         ge=1,
-        description="Recent items a user's profile is built from; the seen set (never "
-        "recommended again) is the user's last ten times as many events.",
+        description="Recent items a user's profile is built from.",
+    )
+    seen_max: int = Field(
+        default=10_000,
+        ge=1,
+        description="Videos per user remembered as seen and never recommended again (4 bytes "
+        "each); beyond it the ones acted on longest ago may come back.",
+    )
+    rewatch: bool = Field(
+        default=False,
+        description="Rewatch policy: when on, a video the user has seen may be recommended "
+        "again (all but the last cooc_window videos watched); off, never.",
     )
     dedup_len: int = Field(default=2000, ge=1, description="Event ids remembered per user.")
     erase_ledger_len: int = Field(
         default=10_000,
         ge=0,
         description="Events kept per user so that a forget can subtract the user's co-counts "
-        "and popularity exactly (20 bytes an event; at least history_len * 10 are kept, since "
-        "the history and the seen set are read from the same ledger); older ones are dropped "
+        "and popularity exactly (20 bytes an event; at least seen_max are kept, from which "
+        "the history is read and an overflowing seen set rebuilt); older ones are dropped "
         "and stay counted.",
     )
     cooc_window: int = Field(
@@ -94,6 +104,19 @@ class EngineSettings(BaseSettings):
     popularity_half_life_days: float = Field(default=1.0, gt=0, description="Trending half-life.")
     fresh_days: float = Field(default=7.0, gt=0, description="A video this young is 'new'.")
     factors_dim: int = Field(default=32, ge=1)
+    factors_loss: Literal["bpr", "pointwise"] = Field(
+        default="pointwise",
+        description="'pointwise' (picked item to 1, sampled negatives to 0, as river's FunkMF) "
+        "or 'bpr' (pairwise).",
+    )
+    factors_lr: float = Field(default=0.05, ge=0, description="Factor learning rate.")
+    factors_l2: float = Field(default=0.01, ge=0, description="Factor L2 penalty.")
+    factors_negatives: int = Field(default=16, ge=1, description="Negatives per positive.")
+    factors_sampling: Literal["uniform", "popular"] = Field(
+        default="uniform",
+        description="Negatives drawn uniformly from the catalogue, or in proportion to recent "
+        "events.",
+    )
     user_ttl_days: float = Field(default=90.0, gt=0, description="Idle users expire after this.")
     candidate_refresh_events: int = Field(
         default=4,
@@ -108,6 +131,22 @@ class EngineSettings(BaseSettings):
         "search over the vectors the engine already holds (numpy), not through the index; "
         "0 always asks the index. Unset: any size with an embedded index (exact and slower "
         "itself), up to 200,000 videos with a Qdrant server (whose HNSW scales further).",
+    )
+    cold_any_age: bool = Field(
+        default=True,
+        description="Cold-start places and candidates go to videos with under three views of "
+        "any age (a catalogue imported whole has old videos nobody has watched yet), not only "
+        "to videos published within fresh_days.",
+    )
+    fusion_lr: float = Field(
+        default=0.02, ge=0, description="Learning rate of the fusion weights (0: fixed)."
+    )
+    fusion_l2: float = Field(default=1e-3, ge=0, description="L2 penalty of the fusion weights.")
+    fusion_negatives: int = Field(
+        default=5,
+        ge=1,
+        description="Items of the last list each picked item is compared with when the fusion "
+        "learns.",
     )
     candidate_cache_users: int = Field(
         default=20_000, ge=0, description="Users whose candidates are cached (least recent out)."
