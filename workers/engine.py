@@ -489,12 +489,22 @@ class Engine:
         return self.publish(event.user_id, event.event_id, t0)
 
     def publish(self, user_id: str, trigger_event_id: str | None, t0: float) -> Recommendations:
-        """Rank for the user, remember the head of the list, and build the message."""
-        ranked = self._rank(user_id, self.settings.k, cache=True)
+        """Rank for the user, remember the head of the ranking, and build the message.
+
+        The head remembered is ``fusion_pool`` items long (at least the list published): the
+        fusion learns from where the user's next pick stood in it.
+        """
+        k = self.settings.k
+        n = max(k, self.settings.fusion_pool) if self.fusion.lr > 0 else k
+        ranked = self._rank(user_id, n, cache=True)
         st = self.users.get(user_id)
-        ids = [self.catalog.ids[i] for i in ranked.items]
         if st is not None:
             st.last_recs = array("i", ranked.items.astype(np.int32).tobytes())
+        if len(ranked.items) > k:
+            ranked = Ranked(
+                ranked.items[:k], ranked.scores[:k], ranked.sources[:k], ranked.fresh[:k]
+            )
+        ids = [self.catalog.ids[i] for i in ranked.items]
         return self._message(user_id, ranked, ids, trigger_event_id, t0)
 
     def user_step(self, event: UserEvent) -> ItemDeltas | None:
@@ -661,15 +671,21 @@ class Engine:
     def _fusion_rows(
         self, user_id: str, st: UserState, pos: int, hist: list[tuple[int, float, float]]
     ) -> list[list[float]] | None:
-        """The item the user picked should have outscored the head of the list we showed.
+        """The item the user picked should have outscored its neighbours in our ranking.
 
-        Every positive event teaches, whether or not we had shown the item: its features are
-        computed as they were when the list was ranked (``hist``: the history before this
-        event), against the ``fusion_negatives`` items we had put first. Features are absolute
-        per item, so a picked item we never showed is still comparable with those we did.
+        Only a pick that stood in the head of our last ranking teaches: those items went
+        through the same candidate generation, so their features are comparable. A pick we
+        never retrieved says that candidate generation missed it, not how to weigh the sources
+        (learning from it taught the fusion that co-occurrence is bad, since what we retrieve
+        has high co-occurrence by construction). It is compared with the ``fusion_negatives``
+        items ranked just above it and as many just below, its features computed as when the
+        list was ranked (``hist``: the history before this event).
         """
-        negs = [i for i in st.last_recs[: self.settings.fusion_negatives + 1] if i != pos]
-        negs = negs[: self.settings.fusion_negatives]
+        recs = st.last_recs
+        if pos not in recs:
+            return None
+        p, n = recs.index(pos), self.settings.fusion_negatives
+        negs = [*recs[max(0, p - n) : p], *recs[p + 1 : p + 1 + n]]
         if not negs:
             return None
         items = np.array([pos, *negs], dtype=np.int64)

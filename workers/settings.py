@@ -148,6 +148,12 @@ class EngineSettings(BaseSettings):
         description="Items of the last list each picked item is compared with when the fusion "
         "learns.",
     )
+    fusion_pool: int = Field(
+        default=50,
+        ge=1,
+        description="Head of each user's ranking remembered (item indices, 4 bytes each) for "
+        "the fusion to learn from where the next pick stood in it; at least k.",
+    )
     candidate_cache_users: int = Field(
         default=20_000, ge=0, description="Users whose candidates are cached (least recent out)."
     )
