@@ -364,7 +364,14 @@ class Engine:
         self.weights = event_weights(s)
         self.cfg = RankerConfig(
             sources=tuple(sources),
+            n_cooc=s.candidates_cooc,
+            n_content=s.candidates_content,
+            n_fresh=s.candidates_fresh,
+            n_mf=s.candidates_mf,
+            n_popular=s.candidates_popular,
             fresh_s=half_life_days(s.fresh_days),
+            recent_half_life_s=half_life_days(s.recent_half_life_days),
+            fresh_slots=s.fresh_slots,
         )
         self.catalog = Catalog(self.dim)
         self.cooc = CoOccurrence(
@@ -372,11 +379,13 @@ class Engine:
             topk=s.cooc_topk,
             half_life_s=half_life_days(s.cooc_half_life_days),
         )
-        self.factors = Factors(dim=s.factors_dim, content_dim=self.dim, seed=s.seed)
+        self.factors = Factors(
+            dim=s.factors_dim, lr=s.factors_lr, content_dim=self.dim, seed=s.seed
+        )
         self.popularity = Popularity(half_life_days(s.popularity_half_life_days))
         if features is None:
             features = [f for f in FEATURES if self._feature_on(f)]
-        self.fusion = Fusion(lr=0.02 if learn_fusion else 0.0, enabled=features)
+        self.fusion = Fusion(lr=s.fusion_lr if learn_fusion else 0.0, enabled=features)
         self.users: dict[str, UserState] = {}
         self.now = 0.0
         self.n_events = 0

@@ -112,3 +112,27 @@ class EngineSettings(BaseSettings):
     candidate_cache_users: int = Field(
         default=20_000, ge=0, description="Users whose candidates are cached (least recent out)."
     )
+    # Ranker and learner knobs (the values RankerConfig, Fusion and Factors used to hard-code),
+    # settable so that `vidrec tune` can search them and a settings file can carry them.
+    candidates_cooc: int = Field(default=200, ge=0, description="Co-occurrence candidates.")
+    candidates_content: int = Field(default=50, ge=0, description="Content candidates.")
+    candidates_fresh: int = Field(
+        default=30, ge=0, description="Extra content candidates among fresh videos only."
+    )
+    candidates_mf: int = Field(default=50, ge=0, description="Matrix-factorisation candidates.")
+    candidates_popular: int = Field(default=100, ge=0, description="Trending candidates.")
+    fresh_slots: int = Field(
+        default=2,
+        ge=0,
+        description="Places of the top of each list kept for fresh videos whose content matches "
+        "the user (cold start); 0 turns them off.",
+    )
+    recent_half_life_days: float = Field(
+        default=3.0, gt=0, description="Half-life of the ranker's 'recently published' feature."
+    )
+    fusion_lr: float = Field(
+        default=0.02, ge=0, description="Online fusion learning rate; 0 freezes the weights."
+    )
+    factors_lr: float = Field(
+        default=0.05, ge=0, description="Learning rate of the online matrix factorisation."
+    )
