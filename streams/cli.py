@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "streams.app",
     "streams.up",
     "streams.soak",
+    "streams.tune_cmd",
 ]
 
 
