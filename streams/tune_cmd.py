@@ -29,9 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--budget-minutes",
         type=float,
-        default=30.0,
+        default=40.0,
         help="wall-time cap: fewer trials (and finalists) are run when they would not fit "
-        "(default 30)",
+        "(default 40)",
     )
     p.add_argument("--trials", type=int, default=16, help="random trials besides the defaults")
     p.add_argument("--seed", type=int, default=0, help="seed of the random search")
