@@ -170,7 +170,7 @@ def test_tuner_beats_a_bad_default_and_writes_a_file_that_loads(tmp_path):
     space = (Knob("cooc_half_life_days", choices=(1e-5, 30.0)), Knob("no_such_knob", 1, 2))
     progress = []
     result = tune(
-        chain_log(),
+        chain_log(n_users=80),
         HashingEncoder(),
         trials=2,
         finalists=1,
