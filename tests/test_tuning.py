@@ -142,6 +142,20 @@ def test_run_settings_changes_the_engine(tmp_path, monkeypatch, capsys):
         main([*base, str(tmp_path / "c.jsonl"), "--settings", str(f)])
 
 
+def test_worker_engine_reads_the_settings_file_of_the_environment(tmp_path, monkeypatch):
+    from streams.app import _default_engine
+
+    f = tmp_path / "s.json"
+    write_settings_file(f, engine={"k": 7, "fresh_slots": 0})
+    monkeypatch.setenv("VIDREC_ENCODER_MODEL_PATH", "hashing")
+    monkeypatch.setenv(SETTINGS_FILE_ENV, str(f))
+    engine, index = _default_engine()
+    try:
+        assert (engine.settings.k, engine.cfg.fresh_slots) == (7, 0)
+    finally:
+        index.close()
+
+
 # -- the tuner ---------------------------------------------------------------------------------
 def test_space_skips_missing_fields_and_unused_event_types():
     space = (
