@@ -199,6 +199,7 @@ class Replay:
 
 
 _SHARED: Replay | None = None
+_REPLAYED: Any = None  # a shared counter of messages replayed, for progress between results
 
 
 def prepare(messages: list[Any], encoder: Any, base: EngineSettings | None = None) -> Replay:
@@ -215,7 +216,11 @@ def prepare(messages: list[Any], encoder: Any, base: EngineSettings | None = Non
 
 
 def replay_one(
-    rp: Replay, overrides: dict[str, Any], n_user: int, windows: dict[str, tuple[int, int]]
+    rp: Replay,
+    overrides: dict[str, Any],
+    n_user: int,
+    windows: dict[str, tuple[int, int]],
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Replay the log up to its ``n_user``-th user event with ``overrides``; metrics by window."""
     from workers.embedded import drive
@@ -226,7 +231,7 @@ def replay_one(
     ev = TargetLog(fresh_days=rp.base.fresh_days)
     stop = int(rp.user_ends[n_user - 1]) if n_user else 0
     t0 = time.perf_counter()
-    stats = drive(rp.messages[:stop], engine, evaluator=ev)
+    stats = drive(rp.messages[:stop], engine, evaluator=ev, on_progress=on_progress)
     seconds = time.perf_counter() - t0
     out: dict[str, Any] = {name: ev.window(lo, hi) for name, (lo, hi) in windows.items()}
     out["events_per_s"] = stats.events / seconds if seconds else 0.0
@@ -238,7 +243,14 @@ def replay_one(
 def _replay_task(task: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
     key, overrides, n_user, windows = task
     assert _SHARED is not None
-    return key, replay_one(_SHARED, overrides, n_user, windows)
+    counter = _REPLAYED
+
+    def tick(n: int) -> None:  # drive calls it every 1000 messages
+        if counter is not None:
+            with counter.get_lock():
+                counter.value += 1000
+
+    return key, replay_one(_SHARED, overrides, n_user, windows, tick)
 
 
 # -- the search ---------------------------------------------------------------------------------
@@ -304,6 +316,7 @@ def tune(
     base: EngineSettings | None = None,
     guard_slack: float = 0.0,
     progress: Callable[[TuneProgress], None] | None = None,
+    heartbeat_s: float = 30.0,
 ) -> TuneResult:
     """Search ``space`` around ``base`` (default: ``EngineSettings()``) on the first
     ``tune_fraction`` of the log's user events; validate on the rest.
@@ -313,7 +326,7 @@ def tune(
     proportional to events, the validation's 1.5 times dearer per event as state grows).
     ``workers`` > 1 replays trials in forked processes (after the vectors are cached).
     """
-    global _SHARED
+    global _SHARED, _REPLAYED
     t_start = time.perf_counter()
     rp = prepare(messages, encoder, base)
     n_total = rp.user_events
@@ -340,18 +353,39 @@ def tune(
 
     def run_many(tasks: list[tuple[Any, ...]], stage: str, part: str) -> dict[Any, Any]:
         results: dict[Any, dict[str, Any]] = {}
-        it = pool.imap_unordered(_replay_task, tasks) if pool else map(_replay_task, tasks)
         best = None
-        for key, res in it:
-            results[key] = res
-            best = max(best or 0.0, res[part][METRIC])
+
+        def report(note: str = "") -> None:
             if progress is not None:
                 elapsed = time.perf_counter() - t_start
-                progress(TuneProgress(stage, len(results), len(tasks), best, elapsed))
+                progress(TuneProgress(stage, len(results), len(tasks), best, elapsed, note))
+
+        if pool is None:
+            for task in tasks:
+                key, res = _replay_task(task)
+                results[key] = res
+                best = max(best or 0.0, res[part][METRIC])
+                report()
+            return results
+        # a heartbeat between results: long replays otherwise say nothing for minutes
+        total = sum(int(rp.user_ends[t[2] - 1]) for t in tasks)
+        _REPLAYED.value = 0
+        it = pool.imap_unordered(_replay_task, tasks)
+        while len(results) < len(tasks):
+            try:
+                key, res = it.next(timeout=heartbeat_s)
+            except multiprocessing.TimeoutError:
+                report(f"{min(99, 100 * _REPLAYED.value // max(total, 1))}% replayed")
+                continue
+            results[key] = res
+            best = max(best or 0.0, res[part][METRIC])
+            report()
         return results
 
     _SHARED = rp
-    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    ctx = multiprocessing.get_context("fork")
+    _REPLAYED = ctx.Value("q", 0)
+    pool = ctx.Pool(workers) if workers > 1 else None
     try:
         survivors = pool_trials
         for r, n_user in enumerate(rung_events):
@@ -406,7 +440,7 @@ def tune(
         if pool is not None:
             pool.close()
             pool.join()
-        _SHARED = None
+        _SHARED = _REPLAYED = None
     ref = defaults.validation["heldout"]
     best = defaults
     if final:
