@@ -220,10 +220,14 @@ def plot_curves(result: Any, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = [i + 0.5 for i in range(10)]
-    tuned = result.best if result.best is not result.defaults else None
-    candidates = [("defaults", result.defaults)] + ([("tuned", tuned)] if tuned else [])
-    for label, t in candidates:
-        ax.plot(xs, t.validation["curve_hr@10"], marker="o", label=label)
+    lines = [("defaults", result.defaults, "-")]
+    if result.best is not result.defaults:
+        lines.append(("tuned", result.best, "-"))
+    elif result.finalists:  # the defaults were kept: show what they beat
+        top = max(result.finalists, key=lambda t: t.validation["heldout"]["ndcg@10"])
+        lines.append((f"best finalist, trial {top.key} (not kept)", top, "--"))
+    for label, t, style in lines:
+        ax.plot(xs, t.validation["curve_hr@10"], style, marker="o", label=label)
     cut = 10 * result.tuning_events / result.user_events
     ax.axvline(cut, color="grey", linestyle="--", linewidth=1)
     ax.text(cut, ax.get_ylim()[1], " held out ->", va="top", fontsize=8, color="grey")
