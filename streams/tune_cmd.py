@@ -33,7 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="wall-time cap: fewer trials (and finalists) are run when they would not fit "
         "(default 40)",
     )
-    p.add_argument("--trials", type=int, default=16, help="random trials besides the defaults")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=16,
+        help="random trials besides the defaults (default 16; fewer when the budget is short)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random search")
     p.add_argument(
         "--finalists",
