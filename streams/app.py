@@ -194,6 +194,7 @@ def make_app(
     *,
     engine: Any = None,
     replicate: bool = True,
+    settings: Any = None,
 ) -> WorkerApp:
     """Build a worker's faust app around an engine.
 
@@ -204,6 +205,10 @@ def make_app(
         ``VIDREC_ENCODER_MODEL_PATH`` (``hashing`` for the model-free one) and a Qdrant index
         (in memory unless ``VIDREC_QDRANT_PATH`` or ``QDRANT_URL``; a local-mode folder can be
         opened by one worker only).
+    settings
+        The ``workers.settings.LoadedSettings`` that default engine is built from; by default
+        ``load_settings()`` (the file of ``VIDREC_SETTINGS_FILE``, if any, under the
+        environment).
     replicate
         Start the replicator task; agent tests with ``test_context`` switch it off.
     """
@@ -216,7 +221,7 @@ def make_app(
     topics = topics or Topics()
     index = None
     if engine is None:
-        engine, index = _default_engine()
+        engine, index = _default_engine(settings)
     adapter = EngineAdapter(engine, origin=uuid.uuid4().hex, delta_dedup=worker.delta_dedup)
     ts = topics.settings
     app = faust.App(
@@ -277,15 +282,16 @@ def make_app(
     return wa
 
 
-def _default_engine() -> tuple[Any, Any]:
+def _default_engine(settings: Any = None) -> tuple[Any, Any]:
     from workers.encoder import load_encoder
     from workers.engine import Engine
     from workers.index import VideoIndex
-    from workers.settings import EncoderSettings, EngineSettings, IndexSettings
+    from workers.settings import load_settings
 
-    encoder = load_encoder(EncoderSettings())
-    index = VideoIndex(IndexSettings(), dim=encoder.dim)
-    return Engine(EngineSettings(), encoder, index), index
+    settings = settings or load_settings()
+    encoder = load_encoder(settings.encoder)
+    index = VideoIndex(settings.index, dim=encoder.dim)
+    return Engine(settings.engine, encoder, index), index
 
 
 def _say(wa: WorkerApp, text: str) -> None:
@@ -474,8 +480,11 @@ def _worker(args: argparse.Namespace) -> int:
         updates["loglevel"] = args.loglevel
     if args.web_port is not None:
         updates["web_port"] = args.web_port
+    from streams.commands import load_cli_settings
+
+    loaded = load_cli_settings("worker", args.settings)
     settings = WorkerSettings().model_copy(update=updates)
-    return run(make_app(settings))
+    return run(make_app(settings, settings=loaded))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -491,4 +500,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--loglevel", help="faust/vidrec log level (default: warning)")
     p.add_argument("--web-port", type=int, help="faust web server port (default: off)")
+    p.add_argument(
+        "--settings",
+        metavar="FILE",
+        help="settings file of the engine, encoder and index (from `vidrec tune`; default: "
+        "$VIDREC_SETTINGS_FILE); VIDREC_* variables override it",
+    )
     p.set_defaults(func=_cmd_worker)

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "streams.app",
     "streams.up",
     "streams.soak",
+    "streams.tune_cmd",
 ]
 
 

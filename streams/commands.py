@@ -13,6 +13,7 @@ from typing import Any
 
 from schemas import Recommendations, UserEvent, VideoPublished, json_schemas
 from streams.eventlog import BadLine, LogWriter, read_log
+from workers.settings import SETTINGS_FILE_ENV
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-eval", action="store_true", help="skip the prequential evaluation")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--settings",
+        metavar="FILE",
+        help=f"settings file (from `vidrec tune`; default: ${SETTINGS_FILE_ENV}); flags and "
+        "VIDREC_* variables override it",
+    )
     p.set_defaults(func=cmd_run)
 
     e = sub.add_parser(
@@ -54,6 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print results as JSON")
     e.add_argument("--markdown", help="also write the table as markdown to this file")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument(
+        "--settings",
+        metavar="FILE",
+        help=f"settings file (from `vidrec tune`; default: ${SETTINGS_FILE_ENV}); flags and "
+        "VIDREC_* variables override it",
+    )
     e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("schemas", help="message schemas")
@@ -125,15 +138,30 @@ def _count_lines(path: str, limit: int) -> int | None:
     return min(n, limit) if limit else n
 
 
-def _engine_parts(qdrant_path: str | None) -> tuple[Any, Any, Any]:
-    from workers.encoder import load_encoder
-    from workers.settings import EncoderSettings, EngineSettings, IndexSettings
+def load_cli_settings(command: str, settings_file: str | None, **overrides: Any) -> Any:
+    """``workers.settings.load_settings`` for a command: flags (``overrides``) > environment >
+    settings file (``--settings`` or $VIDREC_SETTINGS_FILE) > defaults; a bad file or value
+    ends the command with a one-line error naming the key."""
+    from workers.settings import SettingsFileError, load_settings
 
-    encoder = load_encoder(EncoderSettings())
-    index_settings = IndexSettings()
-    if qdrant_path:
-        index_settings = index_settings.model_copy(update={"path": qdrant_path})
-    return EngineSettings(), encoder, index_settings
+    try:
+        return load_settings(settings_file, **overrides)
+    except SettingsFileError as exc:
+        raise SystemExit(f"vidrec {command}: {exc}") from None
+
+
+def _engine_parts(
+    qdrant_path: str | None, settings_file: str | None = None, command: str = "run"
+) -> tuple[Any, Any, Any]:
+    from workers.encoder import load_encoder
+
+    loaded = load_cli_settings(
+        command, settings_file, index={"path": qdrant_path} if qdrant_path else None
+    )
+    if loaded.path:
+        print(f"vidrec {command}: settings from {loaded.path}", file=sys.stderr)
+    encoder = load_encoder(loaded.encoder)
+    return loaded.engine, encoder, loaded.index
 
 
 def _fmt(x: float) -> str:
@@ -149,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = _log_path(args.log)
     print(f"vidrec run: {path}", file=sys.stderr)
-    settings, encoder, index_settings = _engine_parts(args.qdrant_path)
+    settings, encoder, index_settings = _engine_parts(args.qdrant_path, args.settings)
     tmp = None
     if not index_settings.url and not index_settings.path:
         tmp = tempfile.TemporaryDirectory(prefix="vidrec-qdrant-")
@@ -372,7 +400,17 @@ def _evaluate_baselines(path: str, args: argparse.Namespace) -> int:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise SystemExit(f"vidrec evaluate: unknown systems {unknown}; choose from {SYSTEMS}")
-    results = run_systems(path, systems, args.limit, quiet=args.quiet)
+    from workers.encoder import load_encoder
+
+    loaded = load_cli_settings("evaluate", args.settings)
+    results = run_systems(
+        path,
+        systems,
+        args.limit,
+        quiet=args.quiet,
+        encoder=load_encoder(loaded.encoder),
+        settings=loaded.engine,
+    )
     table = format_table(results)
     if args.json:
         print(json.dumps(results, indent=2))

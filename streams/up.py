@@ -160,8 +160,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
         replay,
         subscribe,
     )
+    from streams.commands import load_cli_settings
     from streams.eventlog import read_log
+    from workers.settings import SETTINGS_FILE_ENV
 
+    settings_file = str(Path(args.settings).resolve()) if args.settings else None
+    load_cli_settings("up", settings_file)  # a bad file stops here, not in every worker
     kafka = KafkaSettings()
     # A demo run gets topics of its own (removed at exit), so running it twice shows lists
     # twice: on the same topics every replayed event would be a known duplicate.
@@ -196,6 +200,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else None
         for i in range(args.workers):
             env: dict[str, str | None] = {"VIDREC_TOPIC_PREFIX": topics.settings.prefix}
+            if settings_file:
+                env[SETTINGS_FILE_ENV] = settings_file
             workers.append(WorkerProcess(f"worker-{i + 1}", env=env, echo=echo))
         print(
             f"vidrec up: starting {args.workers} worker(s) (loading the encoder) ...",
@@ -320,4 +326,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--keep-topics", action="store_true", help="keep a fresh prefix's topics")
     p.add_argument("--verbose", action="store_true", help="echo the workers' log lines")
+    p.add_argument(
+        "--settings",
+        metavar="FILE",
+        help="settings file the workers load (from `vidrec tune`; default: "
+        "$VIDREC_SETTINGS_FILE, which the workers inherit)",
+    )
     p.set_defaults(func=_cmd_up)

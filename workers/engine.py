@@ -391,7 +391,14 @@ class Engine:
         self.weights = event_weights(s)
         self.cfg = RankerConfig(
             sources=tuple(sources),
+            n_cooc=s.candidates_cooc,
+            n_content=s.candidates_content,
+            n_fresh=s.candidates_fresh,
+            n_mf=s.candidates_mf,
+            n_popular=s.candidates_popular,
             fresh_s=half_life_days(s.fresh_days),
+            recent_half_life_s=half_life_days(s.recent_half_life_days),
+            fresh_slots=s.fresh_slots,
         )
         self.catalog = Catalog(self.dim)
         self.cooc = CoOccurrence(

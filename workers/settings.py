@@ -6,9 +6,13 @@ object, so tests and several engines in one process never share hidden globals.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -157,3 +161,174 @@ class EngineSettings(BaseSettings):
     candidate_cache_users: int = Field(
         default=20_000, ge=0, description="Users whose candidates are cached (least recent out)."
     )
+    # Ranker and learner knobs (the values RankerConfig, Fusion and Factors used to hard-code),
+    # settable so that `vidrec tune` can search them and a settings file can carry them.
+    candidates_cooc: int = Field(default=200, ge=0, description="Co-occurrence candidates.")
+    candidates_content: int = Field(default=50, ge=0, description="Content candidates.")
+    candidates_fresh: int = Field(
+        default=30, ge=0, description="Extra content candidates among fresh videos only."
+    )
+    candidates_mf: int = Field(default=50, ge=0, description="Matrix-factorisation candidates.")
+    candidates_popular: int = Field(default=100, ge=0, description="Trending candidates.")
+    fresh_slots: int = Field(
+        default=2,
+        ge=0,
+        description="Places of the top of each list kept for fresh videos whose content matches "
+        "the user (cold start); 0 turns them off.",
+    )
+    recent_half_life_days: float = Field(
+        default=3.0, gt=0, description="Half-life of the ranker's 'recently published' feature."
+    )
+
+
+# -- settings files -------------------------------------------------------------------------
+SETTINGS_FILE_ENV = "VIDREC_SETTINGS_FILE"
+SETTINGS_FORMAT = 1
+SECTIONS: dict[str, type[BaseSettings]] = {
+    "engine": EngineSettings,
+    "encoder": EncoderSettings,
+    "index": IndexSettings,
+}
+
+
+class SettingsFileError(ValueError):
+    """A settings file (or an override) that cannot be used; the message names the key."""
+
+
+@dataclass
+class LoadedSettings:
+    """The settings of one engine: what ``vidrec run``, ``evaluate``, ``worker`` and ``up`` use."""
+
+    engine: EngineSettings
+    encoder: EncoderSettings
+    index: IndexSettings
+    path: str | None = None
+    about: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, BaseSettings]:
+        return {"engine": self.engine, "encoder": self.encoder, "index": self.index}
+
+
+def read_settings_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw JSON of a settings file, its sections checked for unknown keys."""
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsFileError(f"settings file {p}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise SettingsFileError(
+            f"settings file {p}: line {exc.lineno}: not JSON: {exc.msg}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise SettingsFileError(f"settings file {p}: expected a JSON object of sections")
+    for key, value in raw.items():
+        if key == "about":
+            continue
+        if key not in SECTIONS:
+            raise SettingsFileError(
+                f"settings file {p}: unknown section {key!r} (expected about, "
+                + ", ".join(SECTIONS)
+                + ")"
+            )
+        if not isinstance(value, dict):
+            raise SettingsFileError(f"settings file {p}: section {key!r} must be an object")
+        _check_keys(SECTIONS[key], value, f"settings file {p}: {key}")
+    return raw
+
+
+def _check_keys(cls: type[BaseSettings], values: dict[str, Any], where: str) -> None:
+    for name in values:
+        if name not in cls.model_fields:
+            raise SettingsFileError(f"{where}.{name}: unknown setting")
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    engine: dict[str, Any] | None = None,
+    encoder: dict[str, Any] | None = None,
+    index: dict[str, Any] | None = None,
+) -> LoadedSettings:
+    """Engine, encoder and index settings from defaults, a settings file, the environment and
+    explicit overrides.
+
+    Precedence, highest first: explicit overrides (the keyword dicts: what CLI flags set) >
+    environment variables (``VIDREC_ENGINE_...``, ``VIDREC_ENCODER_...``, ``VIDREC_QDRANT_...``)
+    > the settings file > the fields' defaults. A file tunes a deployment; a variable or a flag
+    still wins for one run, as everywhere else in vidrec.
+
+    ``path`` None reads the file named by ``VIDREC_SETTINGS_FILE`` (none when unset or empty).
+    The file is JSON: ``{"about": {...}, "engine": {...}, "encoder": {...}, "index": {...}}``,
+    every section optional; ``about`` says how it was made and is not read.
+
+    Raises
+    ------
+    SettingsFileError
+        An unreadable file, an unknown section or key, or a bad value; the message names the
+        key and where it came from (file, environment or override).
+    """
+    if path is None:
+        path = os.environ.get(SETTINGS_FILE_ENV) or None
+    raw = read_settings_file(path) if path is not None else {}
+    src = f"settings file {path}" if path is not None else "settings"
+    overrides = {"engine": engine or {}, "encoder": encoder or {}, "index": index or {}}
+    built: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        from_file = raw.get(name, {})
+        _check_keys(cls, overrides[name], f"override {name}")
+        try:
+            env_only = cls()
+        except ValidationError as exc:
+            raise SettingsFileError(_explain(exc, name, "environment")) from None
+        from_env = {f: getattr(env_only, f) for f in env_only.model_fields_set}
+        values = {**from_file, **from_env, **overrides[name]}
+        try:
+            built[name] = cls(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]["loc"][0] if exc.errors() and exc.errors()[0]["loc"] else ""
+            origin = (
+                "override"
+                if first in overrides[name]
+                else "environment"
+                if first in from_env
+                else src
+            )
+            raise SettingsFileError(_explain(exc, name, origin)) from None
+    return LoadedSettings(
+        built["engine"],
+        built["encoder"],
+        built["index"],
+        str(path) if path is not None else None,
+        dict(raw.get("about", {})),
+    )
+
+
+def _explain(exc: ValidationError, section: str, origin: str) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    return f"{origin}: {section}.{key}: {err['msg']} (got {err.get('input')!r})"
+
+
+def write_settings_file(
+    path: str | os.PathLike[str],
+    *,
+    engine: dict[str, Any] | None = None,
+    encoder: dict[str, Any] | None = None,
+    index: dict[str, Any] | None = None,
+    about: dict[str, Any] | None = None,
+) -> None:
+    """Write overrides as a settings file (checked first: a file that would not load is never
+    written)."""
+    doc: dict[str, Any] = {"about": {"format": SETTINGS_FORMAT, **(about or {})}}
+    for name, values in (("engine", engine), ("encoder", encoder), ("index", index)):
+        if values:
+            _check_keys(SECTIONS[name], values, f"settings {name}")
+            try:
+                SECTIONS[name].model_validate(values)
+            except ValidationError as exc:
+                raise SettingsFileError(_explain(exc, name, "settings")) from None
+            doc[name] = values
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

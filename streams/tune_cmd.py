@@ -1,0 +1,247 @@
+"""``vidrec tune``: search the engine's settings on a log, validate them, write a settings file."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from workers.settings import SETTINGS_FILE_ENV
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="tune the engine's settings on an event log and write a settings file",
+        description="Replay the first part of LOG (by default its first half of user events) "
+        "with random variations of the engine's settings, keeping the best third on ever longer "
+        "prefixes (successive halving, scored by next-event NDCG@10 with brand-new HR@10 as a "
+        "guard); replay the finalists and the defaults over the whole log and compare them on "
+        "the held-out rest; write the winner as a settings file for `vidrec run/evaluate/worker/"
+        "up --settings FILE` (or $" + SETTINGS_FILE_ENV + "). The winner is the defaults unless "
+        "a finalist beats them on the held-out part.",
+    )
+    p.add_argument("log", help="JSON-lines event log (.gz ok)")
+    p.add_argument("--out", default="vidrec-settings.json", help="settings file to write")
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=40.0,
+        help="wall-time cap: fewer trials (and finalists) are run when they would not fit "
+        "(default 40)",
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=16,
+        help="random trials besides the defaults (default 16; fewer when the budget is short)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random search")
+    p.add_argument(
+        "--finalists",
+        type=int,
+        default=3,
+        help="trials replayed over the whole log with the defaults (default 3; fewer when the "
+        "budget is short)",
+    )
+    p.add_argument(
+        "--encoder",
+        choices=("hashing", "minilm"),
+        default="hashing",
+        help="content encoder of the replays (default hashing: fast, model-free; minilm: the "
+        "real one, each video embedded once)",
+    )
+    p.add_argument("--plot", help="draw HR@10 per tenth of the stream, defaults vs tuned (PNG)")
+    p.add_argument(
+        "--tune-fraction",
+        type=float,
+        default=0.5,
+        help="share of the user events tuned on; the rest is held out (default 0.5)",
+    )
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_tune)
+
+
+def _clock(s: float) -> str:
+    m, sec = divmod(int(s), 60)
+    return f"{m}m{sec:02d}s"
+
+
+def _progress(quiet: bool) -> Any:
+    def report(p: Any) -> None:
+        if quiet:
+            return
+        best = f"best NDCG@10 {p.best:.4f}" if p.best is not None else "best -"
+        note = f"  ({p.note})" if p.note else ""
+        print(
+            f"tune: {p.stage}: trial {p.done}/{p.total}  {best}  elapsed {_clock(p.elapsed_s)}"
+            + note,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return report
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from streams.commands import _report_bad, load_cli_settings
+    from streams.eventlog import BadLine, read_log
+    from workers.encoder import HashingEncoder, load_encoder
+    from workers.settings import SettingsFileError, write_settings_file
+    from workers.tuning import TuneError
+
+    if not Path(args.log).exists():
+        raise SystemExit(f"vidrec tune: no such event log: {args.log}")
+    if not 0.05 <= args.tune_fraction <= 0.95:
+        raise SystemExit("vidrec tune: --tune-fraction must be between 0.05 and 0.95")
+    if args.trials < 1:
+        raise SystemExit("vidrec tune: --trials must be at least 1")
+    loaded = load_cli_settings("tune", None)
+    if args.encoder == "hashing":
+        encoder: Any = HashingEncoder()
+    else:
+        enc = loaded.encoder
+        if enc.model_path == "hashing":
+            enc = enc.model_copy(update={"model_path": None})
+        encoder = load_encoder(enc)
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    say(f"vidrec tune: reading {args.log}")
+    messages = []
+    for msg in read_log(args.log):
+        if isinstance(msg, BadLine):
+            _report_bad(msg)
+        else:
+            messages.append(msg)
+    say(
+        f"vidrec tune: {len(messages)} messages; {args.trials} trials, {args.workers} worker(s), "
+        f"budget {args.budget_minutes:g} min, encoder {encoder.name}"
+    )
+    try:
+        result = run_tune(messages, encoder, loaded.engine, args)
+    except TuneError as exc:
+        raise SystemExit(f"vidrec tune: {exc}") from None
+    print(format_result(result))
+    held = result.best.validation["heldout"]
+    about = {
+        "made_by": "vidrec tune",
+        "log": str(Path(args.log).resolve()),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "encoder": encoder.name,
+        "seed": args.seed,
+        "trials": len(result.trials) - 1,
+        "tuning_user_events": result.tuning_events,
+        "heldout_user_events": result.user_events - result.tuning_events,
+        "score": {k: round(v, 5) for k, v in held.items() if isinstance(v, float)},
+        "defaults_score": {
+            k: round(v, 5)
+            for k, v in result.defaults.validation["heldout"].items()
+            if isinstance(v, float)
+        },
+    }
+    try:
+        write_settings_file(args.out, engine=result.changed, about=about)
+    except SettingsFileError as exc:
+        raise SystemExit(f"vidrec tune: {exc}") from None
+    print(
+        f"\nwrote {args.out}: use it with `vidrec run --settings {args.out}` or {SETTINGS_FILE_ENV}"
+    )
+    if args.plot:
+        plot_curves(result, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def run_tune(messages: list[Any], encoder: Any, base: Any, args: argparse.Namespace) -> Any:
+    from workers.tuning import tune
+
+    return tune(
+        messages,
+        encoder,
+        trials=args.trials,
+        finalists=max(1, args.finalists),
+        seed=args.seed,
+        tune_fraction=args.tune_fraction,
+        workers=max(1, args.workers),
+        budget_s=args.budget_minutes * 60.0,
+        base=base,
+        progress=_progress(args.quiet),
+    )
+
+
+def format_result(result: Any) -> str:
+    rows = [
+        f"\ntuned on the first {result.tuning_events} user events, held out "
+        f"{result.user_events - result.tuning_events}; rungs of {result.rung_events} events; "
+        f"{len(result.trials) - 1} trials in {_clock(result.seconds)}",
+        f"searched: {', '.join(result.knobs)}",
+    ]
+    if result.skipped:
+        rows.append("skipped: " + "; ".join(result.skipped))
+    rows += [
+        "",
+        "| system | tuning NDCG@10 | held-out HR@10 | held-out NDCG@10 | brand-new HR@10 | "
+        "events/s | changed |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    shown = [result.defaults] + [t for t in result.finalists]
+    for t in shown:
+        v = t.validation
+        name = "defaults" if t.key == 0 else f"trial {t.key}"
+        if t is result.best:
+            name += " (chosen)"
+        changed = ", ".join(f"{k}={v}" for k, v in sorted(t.overrides.items())) or "-"
+        h = v["heldout"]
+        rows.append(
+            f"| {name} | {v['tuning']['ndcg@10']:.4f} | {h['hr@10']:.4f} | {h['ndcg@10']:.4f} | "
+            f"{h['brand_new_hr@10']:.4f} | {v['events_per_s']:.0f} | {changed} |"
+        )
+    rest = sorted(
+        (t for t in result.trials if t.key != 0 and t not in result.finalists and t.rungs),
+        key=lambda t: (-len(t.rungs), -t.score),
+    )[:3]
+    for t in rest:
+        changed = ", ".join(f"{k}={v}" for k, v in sorted(t.overrides.items()))
+        rows.append(
+            f"  out at rung {len(t.rungs)}: trial {t.key} (NDCG@10 {t.score:.4f}): {changed}"
+        )
+    if result.best is result.defaults:
+        rows.append("\nno finalist beat the defaults on the held-out part: the defaults are kept")
+    else:
+        changed = ", ".join(f"{k}: {v}" for k, v in sorted(result.changed.items()))
+        rows.append(f"\nchanged settings: {changed}")
+    return "\n".join(rows)
+
+
+def plot_curves(result: Any, path: str) -> None:
+    """HR@10 per tenth of the stream, defaults vs the chosen settings (matplotlib, lazily)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = [i + 0.5 for i in range(10)]
+    lines = [("defaults", result.defaults, "-")]
+    if result.best is not result.defaults:
+        lines.append(("tuned", result.best, "-"))
+    elif result.finalists:  # the defaults were kept: show what they beat
+        top = max(result.finalists, key=lambda t: t.validation["heldout"]["ndcg@10"])
+        lines.append((f"best finalist, trial {top.key} (not kept)", top, "--"))
+    for label, t, style in lines:
+        ax.plot(xs, t.validation["curve_hr@10"], style, marker="o", label=label)
+    cut = 10 * result.tuning_events / result.user_events
+    ax.axvline(cut, color="grey", linestyle="--", linewidth=1)
+    ax.text(cut, ax.get_ylim()[1], " held out ->", va="top", fontsize=8, color="grey")
+    ax.set_xlabel("tenth of the stream (user events)")
+    ax.set_ylabel("HR@10 (next event)")
+    ax.set_xlim(0, 10)
+    ax.set_title("vidrec tune: prequential HR@10 over stream time")
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
