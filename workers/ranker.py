@@ -271,7 +271,12 @@ def fuse_and_rank(
         have = sum(bool(fresh[i]) for i in top[:window])
         if have < cfg.fresh_slots:
             in_top = set(top[:window])
-            eligible = order[fresh[order] & (feats[order, 1] >= cfg.fresh_min_content)]
+            # the cold videos closest to the user's taste: by content, the only signal they have
+            # (the fused score would rank them by the behaviour they do not have yet)
+            by_content = np.argsort(-feats[:, 1], kind="stable")
+            eligible = by_content[
+                fresh[by_content] & (feats[by_content, 1] >= cfg.fresh_min_content)
+            ]
             extra = [int(i) for i in eligible if i not in in_top][: cfg.fresh_slots - have]
             if extra:
                 rest = [i for i in top if i not in extra]

@@ -20,6 +20,7 @@ uses.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import random
@@ -51,13 +52,16 @@ class Knob:
     log: bool = False
     integer: bool = False
     choices: tuple[Any, ...] = ()
+    # low/high are fractions of the log's span in days: a half-life must suit the log's own
+    # pace (a day is an age on a video platform and nothing on a 20-year ratings log)
+    span: bool = False
 
 
 # The table the tuner searches; add a row to search a new EngineSettings field.
 SPACE: tuple[Knob, ...] = (
-    Knob("cooc_half_life_days", 0.5, 720.0, log=True),
-    Knob("popularity_half_life_days", 0.05, 90.0, log=True),
-    Knob("recent_half_life_days", 0.25, 90.0, log=True),
+    Knob("cooc_half_life_days", 0.01, 10.0, log=True, span=True),
+    Knob("popularity_half_life_days", 0.0005, 2.0, log=True, span=True),
+    Knob("recent_half_life_days", 0.0005, 1.0, log=True, span=True),
     Knob("fresh_days", 1.0, 60.0, log=True),
     Knob("cooc_window", choices=(3, 5, 10, 20, 40)),
     Knob("cooc_topk", choices=(50, 100, 200)),
@@ -69,8 +73,14 @@ SPACE: tuple[Knob, ...] = (
     Knob("candidates_popular", choices=(50, 100, 200)),
     Knob("fresh_slots", choices=(0, 1, 2, 3)),
     Knob("fusion_lr", 0.002, 0.2, log=True),
+    Knob("fusion_l2", 1e-5, 1e-2, log=True),
+    Knob("fusion_pool", choices=(20, 50, 100)),
     Knob("factors_lr", 0.005, 0.3, log=True),
+    Knob("factors_l2", 1e-3, 0.1, log=True),
     Knob("factors_dim", choices=(16, 32, 64)),
+    Knob("factors_negatives", choices=(4, 8, 16, 32)),
+    Knob("factors_loss", choices=("pointwise", "bpr")),
+    Knob("cold_any_age", choices=(True, False)),
     Knob("candidate_refresh_events", choices=(2, 4, 8)),
     Knob("weight_play", 0.25, 4.0, log=True),
     Knob("weight_watch", 0.25, 6.0, log=True),
@@ -102,6 +112,16 @@ def active_space(
     return keep, skipped
 
 
+def scale_to_span(knobs: Sequence[Knob], messages: Sequence[Any]) -> list[Knob]:
+    """``span`` knobs with their range in days of this log's span (first to last user event)."""
+    ts = [m.ts.timestamp() for m in messages if isinstance(m, UserEvent)]
+    days = max((max(ts) - min(ts)) / 86400.0, 1 / 24) if ts else 1.0
+    return [
+        dataclasses.replace(k, low=k.low * days, high=k.high * days, span=False) if k.span else k
+        for k in knobs
+    ]
+
+
 def _round(x: float) -> float:
     return float(f"{x:.3g}")
 
@@ -120,6 +140,9 @@ def sample_trial(
             cur = getattr(defaults, k.name)
             if k.choices:
                 value = rng.choice([c for c in k.choices if c != cur] or list(k.choices))
+            elif k.log and not k.low <= cur <= k.high:
+                # a default outside the range (a half-life made for another pace): anywhere in it
+                value = _round(math.exp(rng.uniform(math.log(k.low), math.log(k.high))))
             elif k.log:
                 lo, hi = math.log(k.low), math.log(k.high)
                 x = math.log(min(max(cur, k.low), k.high)) + rng.gauss(0, (hi - lo) / 4)
@@ -335,6 +358,7 @@ def tune(
     n_tune = max(2, int(n_total * tune_fraction))
     types = {m.type.value for m in messages if isinstance(m, UserEvent)}
     knobs, skipped = active_space(space, types)
+    knobs = scale_to_span(knobs, messages)
     rng = random.Random(seed)
     pool_trials = [Trial(0, {})]
     seen: set[tuple] = {()}
