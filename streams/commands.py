@@ -240,6 +240,10 @@ def _print_run_summary(summary: dict[str, Any], out: str | None) -> None:
                 f"{ev[pre + 'hr@20']:>8.4f}"
             )
         print(f"  catalogue coverage@10: {ev['coverage@10']:.4f}")
+        print(
+            f"  lists holding a video the user had already watched: {ev['lists_with_seen']} "
+            f"of {ev['lists']}"
+        )
 
 
 # -- vidrec evaluate -------------------------------------------------------------------------
