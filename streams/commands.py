@@ -262,7 +262,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_files(log: str, recs: str, limit: int = 0) -> dict[str, float]:
+def evaluate_files(log: str, recs: str, limit: int = 0) -> dict[str, Any]:
     """Score a recommendations file against its log: the list triggered by each event is the one
     shown before the user's next event.
 
@@ -323,7 +323,7 @@ def run_systems(
     quiet: bool = True,
     encoder: Any = None,
     settings: Any = None,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Replay ``path`` through each system in the same loop; metrics by system name.
 
     The encoder is loaded only when a system needs it (not for the independent baselines).
@@ -344,7 +344,7 @@ def run_systems(
     settings = settings or EngineSettings()
     cached = CachedEncoder(encoder)
     total = _count_lines(path, limit)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     for name in systems:
         indexes: list[Any] = []
 
@@ -383,7 +383,7 @@ TABLE_COLUMNS = (
 )
 
 
-def format_table(results: dict[str, dict[str, float]]) -> str:
+def format_table(results: dict[str, dict[str, Any]]) -> str:
     head = "| system | " + " | ".join(c for c, _ in TABLE_COLUMNS) + " |"
     sep = "|---|" + "---:|" * len(TABLE_COLUMNS)
     rows = [head, sep]
