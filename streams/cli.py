@@ -20,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 COMMAND_MODULES = [
     "streams.commands",
     "streams.importer",
+    "streams.finetune_cmd",
     "streams.sample",
     "streams.bench",
     "streams.kafka_local",
