@@ -172,9 +172,13 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
 
 
 @pytest.mark.slow  # loads the transformer (about 10 s on 2 cores)
-def test_tiny_finetune_saves_a_loadable_encoder_that_pulls_pairs_together(tmp_path: Path) -> None:
+def test_tiny_finetune_saves_a_loadable_encoder_that_pulls_pairs_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from workers.encoder import load_encoder
-    from workers.settings import EncoderSettings
+    from workers.engine import Engine
+    from workers.index import VideoIndex
+    from workers.settings import EncoderSettings, EngineSettings, IndexSettings
 
     texts = [
         ("Quantum chromodynamics lecture", "Grandma's apple pie"),
@@ -204,3 +208,14 @@ def test_tiny_finetune_saves_a_loadable_encoder_that_pulls_pairs_together(tmp_pa
     assert (after > before).all(), (before, after)
     meta = json.loads((out / META_FILE).read_text())
     assert meta["log"] == "hand-made" and meta["result"]["steps"] == 6
+
+    # the environment variable is how a worker gets it; its lists name it
+    monkeypatch.setenv("VIDREC_ENCODER_MODEL_PATH", str(out))
+    env_enc = load_encoder()
+    np.testing.assert_allclose(env_enc.encode_many([texts[0][0]]), enc.encode_many([texts[0][0]]))
+    engine = Engine(EngineSettings(k=3), env_enc, VideoIndex(IndexSettings(path=None), dim=384))
+    log = _Log().ev("u1", "v1").ev("u1", "v2")
+    engine.on_videos([m for m in log.msgs if isinstance(m, VideoPublished)])
+    recs = [engine.on_event(m) for m in log.msgs if isinstance(m, UserEvent)]
+    assert recs[-1] is not None and recs[-1].model["encoder"] == "tuned-minilm"
+    assert recs[-1].items

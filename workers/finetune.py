@@ -193,9 +193,11 @@ class TrainSettings:
     """Knobs of the contrastive fine-tuning; the defaults suit MiniLM on 2 CPU cores.
 
     ``scale`` is the inverse temperature of the softmax over cosine similarities (20 is a
-    temperature of 0.05, the sentence-transformers default). The learning rate warms up linearly
-    over ``warmup_steps`` and then stays: the run may end on its time budget, so no decay
-    schedule could know where its end is.
+    temperature of 0.05, the sentence-transformers default). ``freeze_embeddings`` keeps the
+    word-piece table (half the model's weights) as it is: a few thousand pairs cannot teach it
+    much, and leaving it out of the optimiser makes a step cheaper. The learning rate warms up
+    linearly over ``warmup_steps`` and then stays: the run may end on its time budget, so no
+    decay schedule could know where its end is.
     """
 
     batch_size: int = 32
@@ -204,6 +206,7 @@ class TrainSettings:
     warmup_steps: int = 30
     max_length: int = 64
     scale: float = 20.0
+    freeze_embeddings: bool = True
     epochs: float = 1.0
     max_steps: int | None = None
     minutes: float | None = 8.0
@@ -300,9 +303,10 @@ def finetune(
     tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     model = AutoModel.from_pretrained(str(base_path), local_files_only=True).float()
     model.train()
-    optim = torch.optim.AdamW(
-        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
-    )
+    if settings.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     warmup = max(1, settings.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warmup))
     ids: dict[str, int] = {}
@@ -333,7 +337,7 @@ def finetune(
         )
         optim.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         sched.step()
         result.steps += 1
