@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "streams.commands",
     "streams.importer",
     "streams.datasets",
+    "streams.finetune_cmd",
     "streams.sample",
     "streams.bench",
     "streams.kafka_local",

@@ -23,11 +23,14 @@ import warnings  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Protocol, runtime_checkable  # noqa: E402
+from typing import TYPE_CHECKING, Protocol, runtime_checkable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from workers.settings import EncoderSettings  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 HASHING = "hashing"
@@ -146,11 +149,22 @@ class Encoder:
                     return_tensors="pt",
                 ).to(self._device)
                 hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                pooled = mean_pool(hidden, batch["attention_mask"])
                 out[idx] = pooled.float().cpu().numpy()
         return out
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Unit-length mean of the token vectors, padding left out: the sentence vector.
+
+    Shared by ``Encoder`` and the fine-tuning in ``workers.finetune``, so a fine-tuned model is
+    trained on exactly the vector the engine will compute from it.
+    """
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
 def _quantize_int8(model: object) -> object:
