@@ -348,7 +348,10 @@ def test_idle_users_expire_with_their_factors_but_items_keep_what_they_learned(m
     assert eng.expire_idle_users(keep="u3") == [
         f"u{i}" for i in range(12) if i not in (1, 2, 3)
     ]  # u1 is a tombstone, u2 is active, u3 is kept
-    assert set(eng.users) == {"u1", "u2", "u3"}
+    # an idle user keeps only the videos it watched, so they are never recommended again
+    idle = {u: st for u, st in eng.users.items() if u not in ("u1", "u2", "u3")}
+    assert idle and all(len(st.seen) and not st.events and not st.ledger for st in idle.values())
+    assert eng.expire_idle_users(keep="u3") == []  # reduced once, not swept again
     assert set(eng.factors.users) == {"u2", "u3"}
     assert eng.users["u1"].forgotten_at is not None
     assert all(u in ("u2", "u3") for u in eng._cands)
@@ -356,6 +359,7 @@ def test_idle_users_expire_with_their_factors_but_items_keep_what_they_learned(m
     assert (eng.popularity.views[: len(views)] >= views).all()
     again = eng.on_event(play(2, "u0", "v0", 2 * 24 * 60 + 1))  # u0 comes back: afresh
     assert again is not None and eng.users["u0"].events == 1
+    assert not set(eng.seen_of("u0")) & {it.video_id for it in again.items}
 
 
 def test_idle_users_are_swept_while_learning(make_engine):
@@ -365,7 +369,8 @@ def test_idle_users_are_swept_while_learning(make_engine):
         d = eng.user_step(play(n, "busy", f"v{n % 60}", 2 * 24 * 60 + n))
         if d is not None:
             eng.apply_item_deltas(d)
-    assert set(eng.users) == {"busy"} and set(eng.factors.users) == {"busy"}
+    assert set(eng.factors.users) == {"busy"}
+    assert all(not st.events and not st.ledger for u, st in eng.users.items() if u != "busy")
 
 
 def test_user_state_dedup_is_capped_oldest_first_and_round_trips_as_json():
