@@ -242,3 +242,25 @@ def test_make_engine_builds_the_independent_baselines_by_name():
         b = make_engine(name, EngineSettings(k=7), None, lambda: None)
         assert isinstance(b, cls) and b.k == 7
         assert isinstance(make_baseline(name), cls)
+
+
+def test_the_evaluator_counts_lists_that_hold_a_watched_video():
+    from datetime import UTC, datetime
+
+    from schemas import Recommendations, UserEvent
+    from workers.evaluation import Evaluator
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    ev = Evaluator()
+
+    def recs(ids: list[str]) -> Recommendations:
+        items = [{"video_id": v, "score": 1.0, "sources": {}} for v in ids]
+        return Recommendations(user_id="u", items=items, generated_at=t, latency_ms=0.0)
+
+    ev.on_event(UserEvent(event_id="e1", user_id="u", video_id="a", type="watch", ts=t))
+    ev.on_recommendations(recs(["b", "c"]))
+    ev.on_recommendations(recs(["c", "a"]))  # "a" was watched
+    ev.on_event(UserEvent(event_id="e2", user_id="u", video_id="b", type="skip", ts=t))
+    ev.on_recommendations(recs(["b"]))  # a skip is not a watch
+    r = ev.report()
+    assert r["lists"] == 3 and r["lists_with_seen"] == 1
