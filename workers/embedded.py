@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from river import stats as river_stats
 
 from schemas import ErasureReceipt, ForgetUser, Recommendations, UserEvent, VideoPublished
 from workers.engine import Engine
@@ -32,10 +33,16 @@ class RunStats:
     published: int = 0
     bad: int = 0
     seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
+    # streaming quantiles (river's P² estimator): a replay of any length in constant memory
+    latency_p50: river_stats.Quantile = field(default_factory=lambda: river_stats.Quantile(0.5))
+    latency_p99: river_stats.Quantile = field(default_factory=lambda: river_stats.Quantile(0.99))
+
+    def add_latency(self, ms: float) -> None:
+        self.latency_p50.update(ms)
+        self.latency_p99.update(ms)
 
     def summary(self) -> dict[str, float]:
-        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        p50, p99 = self.latency_p50.get(), self.latency_p99.get()
         return {
             "videos": self.videos,
             "events": self.events,
@@ -45,8 +52,8 @@ class RunStats:
             "bad_lines": self.bad,
             "seconds": round(self.seconds, 2),
             "events_per_s": round(self.events / self.seconds, 1) if self.seconds else 0.0,
-            "latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
-            "latency_p99_ms": round(float(np.percentile(lat, 99)), 3),
+            "latency_p50_ms": round(float(p50 or 0.0), 3),
+            "latency_p99_ms": round(float(p99 or 0.0), 3),
         }
 
 
@@ -92,7 +99,7 @@ def drive(
                 stats.duplicates += 1
                 continue
             stats.published += 1
-            stats.latencies_ms.append(recs.latency_ms)
+            stats.add_latency(recs.latency_ms)
             if evaluator is not None:
                 evaluator.on_recommendations(recs)
             if on_recommendations is not None:
