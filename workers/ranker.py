@@ -130,6 +130,7 @@ class Fusion:
             "started": self.started,
             "updates": self.updates,
             "weights": dict(self.model.weights),
+            "w": self.w.copy(),  # raw-unit weights, as ranking uses them (derived; for reading)
             "scaler": {
                 "counts": dict(self.scaler.counts),
                 "means": dict(self.scaler.means),
