@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from streams.kafka_local import wait_for_broker
-from streams.settings import KafkaSettings
+from streams.wire.broker import wait_for_broker
+from streams.wire.settings import KafkaSettings
 
 # ---------------------------------------------------------------------------------------------
 # Kafka: the real broker (tests marked ``kafka``)

@@ -81,7 +81,7 @@ class FlakyIndex:
 
 def main() -> int:
     """A ``vidrec worker`` on a ``FlakyIndex`` (settings from the environment, as usual)."""
-    from streams.app import WorkerSettings, make_app, run
+    from streams.worker.app import WorkerSettings, make_app, run
     from workers.encoder import load_encoder
     from workers.engine import Engine
     from workers.index import VideoIndex

@@ -23,18 +23,17 @@ from schemas import (
     VideoPublished,
     decode,
 )
-from streams.deadletter import DeadLetter
-from streams.topics import (
+from schemas.wire import (
     DEAD_LETTERS,
     ERASURES,
     ITEM_DELTAS,
     RECOMMENDATIONS,
     TRIGGER_TS_HEADER,
     VIDEO_VECTORS,
-    Topics,
-    TopicSettings,
+    DeadLetter,
 )
-from workers.agents import EngineAdapter, Meta, Out
+from streams.wire.topics import Topics, TopicSettings
+from workers.adapter import EngineAdapter, Meta, Out
 from workers.encoder import HashingEncoder
 from workers.engine import Engine
 from workers.index import VideoIndex
@@ -419,7 +418,7 @@ def test_vectors_of_another_width_are_not_mixed_in(make_engine):
 # -- faust agents ------------------------------------------------------------------------------
 @pytest.fixture
 def worker_app(make_engine):
-    from streams.app import WorkerSettings, make_app
+    from streams.worker.app import WorkerSettings, make_app
 
     eng = make_engine()
     wa = make_app(
@@ -505,7 +504,7 @@ def test_the_worker_leaves_aiokafka_debug_logging_off(worker_app):
     """faust's spinner would set the root logger to DEBUG: a log record per produced record."""
     import logging
 
-    from streams.app import faust_worker
+    from streams.worker.app import faust_worker
 
     wa, _, _ = worker_app
     root = logging.getLogger()

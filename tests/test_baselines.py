@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from schemas import ForgetUser, Recommendations, RecommendedItem, UserEvent, VideoPublished
-from streams.commands import format_table, run_systems
-from streams.eventlog import write_log
+from streams.cli.commands import format_table, run_systems
+from streams.wire.eventlog import write_log
 from workers.baselines import ItemKNN, OnlineMF, Popularity, make_baseline
-from workers.embedded import drive, make_engine
 from workers.evaluation import Evaluator
+from workers.inprocess import drive, make_engine
 from workers.settings import EngineSettings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

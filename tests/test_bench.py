@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams import bench
+from streams.bench import suite as bench
 from streams.cli import main
-from streams.settings import KafkaSettings
-from streams.topics import admin_client
+from streams.wire.settings import KafkaSettings
+from streams.wire.topics import admin_client
 
 
 def _run(capsys: pytest.CaptureFixture[str], out: Path, *args: str) -> dict[str, list[str]]:

@@ -11,8 +11,9 @@ import pytest
 from test_engine import T0, planted_log, video
 
 from schemas import ForgetUser, Recommendations, RecommendedItem, UserEvent, decode
+from schemas.wire import TRIGGER_TS_HEADER, DeadLetter
 from streams import cli
-from streams.clients import (
+from streams.wire.clients import (
     Pacer,
     Received,
     Record,
@@ -24,9 +25,8 @@ from streams.clients import (
     route,
     trigger_latency_ms,
 )
-from streams.deadletter import DeadLetter
-from streams.eventlog import BadLine, read_lines
-from streams.topics import TRIGGER_TS_HEADER, Topics, TopicSettings, delete_topics
+from streams.wire.eventlog import BadLine, read_lines
+from streams.wire.topics import Topics, TopicSettings, delete_topics
 
 TOPICS = Topics(TopicSettings(prefix="unit"))
 
@@ -221,7 +221,7 @@ def prefix(kafka_settings, monkeypatch):
 
 
 def _read_all(kafka_settings, topic: str, n: int) -> list[Record]:
-    from streams.clients import consume
+    from streams.wire.clients import consume
 
     out: list[Record] = []
     for rec in consume(kafka_settings, topic, from_beginning=True, timeout_s=10.0):

@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st_
 
 from schemas import ForgetUser, UserEvent, VideoPublished
-from workers.embedded import drive
+from schemas.wire import ItemDeltas
 from workers.encoder import HashingEncoder
-from workers.engine import Engine, ItemDeltas
+from workers.engine import Engine
 from workers.evaluation import Evaluator
 from workers.index import VideoIndex
+from workers.inprocess import drive
 from workers.ranker import content_profile
 from workers.settings import EngineSettings, IndexSettings
 

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from schemas import UserEvent, VideoPublished
-from streams.eventlog import BadLine, read_log, write_log
+from streams.wire.eventlog import BadLine, read_log, write_log
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ import pytest
 
 from schemas import EventType, UserEvent, VideoPublished
 from streams.cli import main
-from streams.eventlog import write_log
+from streams.wire.eventlog import write_log
 from workers.finetune import (
     META_FILE,
     Pair,

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from schemas import ErasureReceipt, ForgetUser, UserEvent
-from streams.sample import generate
-from workers.embedded import drive
+from streams.sample.generator import generate
 from workers.encoder import HashingEncoder
 from workers.engine import Engine, Ledger, events_kept
+from workers.inprocess import drive
 from workers.settings import EngineSettings
 
 # topk high enough that no neighbour list is ever pruned: pruning drops increments of every

@@ -35,11 +35,11 @@ from schemas import (
     decode,
 )
 from schemas.messages import MESSAGE_TYPES
-from streams.eventlog import BadLine, read_log
-from workers.embedded import drive
+from streams.wire.eventlog import BadLine, read_log
 from workers.encoder import HashingEncoder
 from workers.engine import Engine
 from workers.index import VideoIndex
+from workers.inprocess import drive
 from workers.settings import EngineSettings, IndexSettings
 
 KINDS = tuple(MESSAGE_TYPES)  # video, event, forget, recommendations, erasure_receipt

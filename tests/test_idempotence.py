@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from schemas import Recommendations, UserEvent, VideoPublished
-from streams.eventlog import BadLine, read_log, write_log
-from workers.embedded import drive
+from streams.wire.eventlog import BadLine, read_log, write_log
 from workers.encoder import HashingEncoder
 from workers.engine import Engine
 from workers.index import VideoIndex
+from workers.inprocess import drive
 from workers.settings import EngineSettings, IndexSettings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -259,7 +259,7 @@ def test_evaluation_scores_a_trigger_with_two_lists_by_its_first(tmp_path: Path)
     it lands in the file."""
     from test_engine import planted_log
 
-    from streams.commands import evaluate_files
+    from streams.cli.commands import evaluate_files
 
     log = planted_log(n_videos=30, n_users=6, per_user=6)
     engine = Engine(EngineSettings(k=10), HashingEncoder(), None)

@@ -14,9 +14,9 @@ import pytest
 
 from schemas import EventType, UserEvent, VideoPublished
 from streams.cli import main
-from streams.eventlog import BadLine, read_log
-from streams.import_rows import LogLayout, parse_time
-from streams.importer import import_file, import_movielens
+from streams.imports.importer import import_file, import_movielens
+from streams.imports.rows import LogLayout, parse_time
+from streams.wire.eventlog import BadLine, read_log
 
 T0 = 946_684_800  # 2000-01-01T00:00:00Z
 Y2005 = 1_104_537_600  # 2005-01-01T00:00:00Z
@@ -331,7 +331,7 @@ def _lazyload_db(folder: Path, frame) -> Path:
 
 
 def test_lazyload_database_reads_back_as_the_projects_csv(tmp_path):
-    from streams.datasets import frame_to_csv, read_lazyload
+    from streams.imports.datasets import frame_to_csv, read_lazyload
 
     db = _lazyload_db(tmp_path / "db", _tiny_frame())
     assert frame_to_csv(read_lazyload(db, "movielens")).decode() == TINY_CSV
@@ -339,7 +339,7 @@ def test_lazyload_database_reads_back_as_the_projects_csv(tmp_path):
 
 def test_fetch_offline_with_stand_in_apt_get_and_dpkg_deb(tmp_path, monkeypatch):
     """The whole fetch against stand-ins: the checksum decides whether anything is written."""
-    from streams import datasets
+    from streams.imports import datasets
 
     pkg = tmp_path / "pkgroot"
     _lazyload_db(pkg / "usr/lib/R/data", _tiny_frame())
@@ -370,7 +370,7 @@ def test_fetch_offline_with_stand_in_apt_get_and_dpkg_deb(tmp_path, monkeypatch)
 
 
 def test_fetch_says_what_is_missing(tmp_path, monkeypatch, capsys):
-    from streams import datasets
+    from streams.imports import datasets
 
     monkeypatch.setattr(datasets.shutil, "which", lambda tool: None)
     assert main(["data", "fetch", "movielens", "--out", str(tmp_path)]) == 1
@@ -385,7 +385,7 @@ def test_fetch_says_what_is_missing(tmp_path, monkeypatch, capsys):
     reason="needs the Debian archive; run with VIDREC_TEST_FETCH=1",
 )
 def test_fetch_movielens_from_debian_and_import_it(tmp_path):
-    from streams.datasets import MOVIELENS
+    from streams.imports.datasets import MOVIELENS
 
     assert main(["data", "fetch", "movielens", "--out", str(tmp_path)]) == 0
     csv_gz = tmp_path / MOVIELENS.filename

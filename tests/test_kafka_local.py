@@ -15,9 +15,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from pydantic import ValidationError
 
-from streams import kafka_local
-from streams.kafka_local import kafka_script, wait_for_broker
-from streams.settings import KafkaSettings
+from streams.wire import broker as kafka_local
+from streams.wire.broker import kafka_script, wait_for_broker
+from streams.wire.settings import KafkaSettings
 
 # ---------------------------------------------------------------------------- no broker needed
 

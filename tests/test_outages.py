@@ -19,20 +19,12 @@ from flaky import WORKER_COMMAND, FlakyIndex
 from test_engine import planted_log
 
 from schemas import Recommendations, UserEvent, VideoPublished, decode
-from streams.clients import Sender, make_producer, subscribe
-from streams.deadletter import DeadLetter
-from streams.topics import (
-    DEAD_LETTERS,
-    ITEM_DELTAS,
-    RECOMMENDATIONS,
-    VIDEO_VECTORS,
-    Topics,
-    TopicSettings,
-    create_topics,
-    delete_prefix,
-)
-from streams.up import WorkerProcess, wait_until_serving
-from workers.agents import Backoff, EngineAdapter, Meta
+from schemas.wire import DEAD_LETTERS, ITEM_DELTAS, RECOMMENDATIONS, VIDEO_VECTORS, DeadLetter
+from streams.wire.clients import Sender, make_producer, subscribe
+from streams.wire.topics import Topics, TopicSettings, create_topics, delete_prefix
+from streams.worker.agents import Backoff
+from streams.worker.up import WorkerProcess, wait_until_serving
+from workers.adapter import EngineAdapter, Meta
 from workers.encoder import HashingEncoder
 from workers.engine import Engine
 from workers.index import VideoIndex, VideoIndexError
@@ -153,7 +145,7 @@ def test_a_failing_search_degrades_the_list_and_loses_no_event(flaky_engine):
 def test_embed_agent_retries_a_failing_encoder_and_ships_every_video(flaky_engine):
     from unittest.mock import AsyncMock
 
-    from streams.app import WorkerSettings, make_app
+    from streams.worker.app import WorkerSettings, make_app
 
     eng, _ = flaky_engine()
     wa = make_app(

@@ -12,11 +12,11 @@ from test_engine import T0, video
 
 from schemas import ForgetUser, Recommendations, UserEvent, decode
 from streams import cli
-from streams.clients import Pacer, Sender, ingest, replay
-from streams.eventlog import read_lines
-from streams.privacy import Pseudonymiser, pseudonym
-from streams.settings import PrivacySettings
-from streams.topics import Topics, TopicSettings, delete_topics
+from streams.wire.clients import Pacer, Sender, ingest, replay
+from streams.wire.eventlog import read_lines
+from streams.wire.privacy import Pseudonymiser, pseudonym
+from streams.wire.settings import PrivacySettings
+from streams.wire.topics import Topics, TopicSettings, delete_topics
 
 KEY = "k" * 16 + "-test-key"
 RAW = ["alice@example.com", "bob.smith-1987", "Zoë 🎬"]
@@ -140,7 +140,7 @@ def test_replay_with_an_explicit_pseudonymiser_and_without_one():
 def test_vidrec_ingest_and_forget_with_a_key_leave_no_raw_id_on_the_topic(
     kafka_settings, monkeypatch, tmp_path, capsys
 ):
-    from streams.clients import consume
+    from streams.wire.clients import consume
 
     prefix = f"t-{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("VIDREC_TOPIC_PREFIX", prefix)

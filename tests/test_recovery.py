@@ -33,11 +33,11 @@ from typing import Any
 import pytest
 
 from schemas import Recommendations, UserEvent, VideoPublished
-from streams.clients import Sender, consume, make_producer, subscribe
-from streams.eventlog import write_log
-from streams.settings import KafkaSettings
-from streams.topics import Topics, TopicSettings, create_topics, delete_prefix
-from streams.up import WorkerProcess, wait_until_serving
+from streams.wire.clients import Sender, consume, make_producer, subscribe
+from streams.wire.eventlog import write_log
+from streams.wire.settings import KafkaSettings
+from streams.wire.topics import Topics, TopicSettings, create_topics, delete_prefix
+from streams.worker.up import WorkerProcess, wait_until_serving
 
 pytestmark = pytest.mark.kafka
 
@@ -48,7 +48,7 @@ KAFKA_SH = ROOT / "infra" / "kafka" / "kafka.sh"
 def _log() -> list[Any]:
     """A small generated log (~480 events), its catalogue first so that every video is indexed
     before any event: otherwise when a video lands in a worker's catalogue depends on timing."""
-    from streams.sample import generate
+    from streams.sample.generator import generate
 
     log = list(generate(7, videos=120, users=30, days=2))
     return [m for m in log if isinstance(m, VideoPublished)] + [
@@ -227,7 +227,7 @@ def _first_lists(lists: list[Recommendations]) -> dict[str, list[str]]:
 
 
 def evaluate(tmp: Path, name: str, log: list[Any], lists: list[Recommendations]) -> dict:
-    from streams.commands import evaluate_files
+    from streams.cli.commands import evaluate_files
 
     write_log(tmp / "log.jsonl", log)
     write_log(tmp / f"{name}.jsonl", lists)

@@ -11,8 +11,7 @@ import pytest
 
 import streams.cli
 from schemas import UserEvent, VideoPublished, decode
-from streams.eventlog import BadLine, read_log
-from streams.sample import (
+from streams.sample.generator import (
     DEFAULT_DAYS,
     DEFAULT_SEED,
     DEFAULT_START,
@@ -25,6 +24,7 @@ from streams.sample import (
     generate,
     summarize,
 )
+from streams.wire.eventlog import BadLine, read_log
 
 SMALL = dict(videos=300, users=60, days=5)
 STATS = dict(seed=11, videos=500, users=150, days=7)
@@ -212,7 +212,7 @@ def test_text_and_categories_are_informative_but_not_an_oracle(sample) -> None:
 
 
 def test_cli_writes_gzip_and_plain_logs(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(streams.cli, "COMMAND_MODULES", ["streams.sample"])
+    monkeypatch.setattr(streams.cli, "COMMAND_MODULES", ["streams.sample.generator"])
     args = ["--seed", "3", "--videos", "300", "--users", "60", "--days", "5"]
     gz = tmp_path / "out" / "s.jsonl.gz"
     assert streams.cli.main(["sample", *args, "--out", str(gz)]) == 0
@@ -243,7 +243,7 @@ def test_vidrec_sample_is_registered(tmp_path) -> None:
 
 
 def test_cli_rejects_bad_sizes(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(streams.cli, "COMMAND_MODULES", ["streams.sample"])
+    monkeypatch.setattr(streams.cli, "COMMAND_MODULES", ["streams.sample.generator"])
     with pytest.raises(SystemExit):
         streams.cli.main(["sample", "--videos", "0"])
     assert "must be >= 1" in capsys.readouterr().err

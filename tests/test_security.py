@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streams.settings import KafkaSettings
+from streams.wire.settings import KafkaSettings
 from workers.settings import IndexSettings
 
 PASSWORD = "s3cr3t-kafka-pa55word"
@@ -115,8 +115,8 @@ def test_kafka_settings_are_checked_when_read(monkeypatch):
 def test_sasl_and_tls_reach_the_kafka_python_clients(secure_env, monkeypatch):
     import kafka
 
-    from streams.clients import make_producer
-    from streams.topics import admin_client
+    from streams.wire.clients import make_producer
+    from streams.wire.topics import admin_client
 
     seen: dict[str, dict[str, Any]] = {}
 
@@ -153,8 +153,8 @@ def test_sasl_and_tls_reach_faust_and_its_aiokafka_clients(secure_env):
     from faust.auth import SASLCredentials
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from streams.app import aiokafka_kwargs, make_app
-    from streams.topics import Topics, TopicSettings
+    from streams.wire.topics import Topics, TopicSettings
+    from streams.worker.app import aiokafka_kwargs, make_app
     from workers.encoder import HashingEncoder
     from workers.engine import Engine
     from workers.index import VideoIndex
@@ -195,7 +195,7 @@ def test_sasl_and_tls_reach_faust_and_its_aiokafka_clients(secure_env):
 
 
 def test_a_missing_client_certificate_fails_at_start_up(secure_env, monkeypatch, tmp_path):
-    from streams.app import faust_credentials
+    from streams.worker.app import faust_credentials
 
     monkeypatch.setenv("VIDREC_KAFKA_SSL_CERTFILE", str(tmp_path / "missing.pem"))
     with pytest.raises(OSError):
@@ -224,8 +224,8 @@ def test_no_secret_reaches_the_logs_when_clients_are_created(
     secure_env, monkeypatch, caplog, capsys
 ):
     """Real kafka-python and qdrant-client constructors, at DEBUG, against closed ports."""
-    from streams.app import aiokafka_kwargs, faust_credentials
-    from streams.topics import admin_client
+    from streams.wire.topics import admin_client
+    from streams.worker.app import aiokafka_kwargs, faust_credentials
     from workers.index import VideoIndex, VideoIndexError
 
     port = _free_port()

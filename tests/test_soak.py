@@ -9,8 +9,8 @@ import pytest
 from test_engine import planted_log
 
 from schemas import UserEvent
-from streams.eventlog import write_log
-from streams.soak import SoakReport, cycled, rss_mb
+from streams.bench.soak import SoakReport, cycled, rss_mb
+from streams.wire.eventlog import write_log
 
 
 def test_cycled_log_gives_fresh_event_ids_later_in_time_and_no_second_catalogue():

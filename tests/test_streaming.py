@@ -18,7 +18,8 @@ import pytest
 from test_engine import planted_log
 
 from schemas import UserEvent, VideoPublished
-from streams.clients import (
+from schemas.wire import DeadLetter
+from streams.wire.clients import (
     Pacer,
     Sender,
     consume,
@@ -28,11 +29,10 @@ from streams.clients import (
     replay,
     subscribe,
 )
-from streams.deadletter import DeadLetter
-from streams.eventlog import write_log
-from streams.settings import KafkaSettings
-from streams.topics import Topics, TopicSettings, admin_client, create_topics, delete_prefix
-from streams.up import WorkerProcess, wait_until_serving
+from streams.wire.eventlog import write_log
+from streams.wire.settings import KafkaSettings
+from streams.wire.topics import Topics, TopicSettings, admin_client, create_topics, delete_prefix
+from streams.worker.up import WorkerProcess, wait_until_serving
 
 pytestmark = pytest.mark.kafka
 
@@ -205,7 +205,7 @@ def test_ingest_worker_subscribe_round_trip_with_dead_letters(
 # -- quality: embedded vs 1 worker vs 2 workers ---------------------------------------------
 def _small_sample() -> list[Any]:
     try:
-        from streams.sample import generate
+        from streams.sample.generator import generate
 
         return list(generate(7, videos=400, users=100, days=5))
     except ImportError:  # the generator is optional for this test
@@ -213,17 +213,17 @@ def _small_sample() -> list[Any]:
 
 
 def _evaluate(log_path: Path, recs: list[Any], out: Path) -> dict[str, float]:
-    from streams.commands import evaluate_files
+    from streams.cli.commands import evaluate_files
 
     write_log(out, recs)
     return evaluate_files(str(log_path), str(out))
 
 
 def _embedded(log: list[Any]) -> list[Any]:
-    from workers.embedded import drive
     from workers.encoder import HashingEncoder
     from workers.engine import Engine
     from workers.index import VideoIndex
+    from workers.inprocess import drive
     from workers.settings import EngineSettings, IndexSettings
 
     enc = HashingEncoder()

@@ -11,7 +11,7 @@ import pytest
 
 from schemas import EventType, Recommendations, UserEvent, VideoPublished
 from streams.cli import main
-from streams.eventlog import LogWriter, read_log
+from streams.wire.eventlog import LogWriter, read_log
 from workers.encoder import HashingEncoder
 from workers.settings import (
     SETTINGS_FILE_ENV,
@@ -143,7 +143,7 @@ def test_run_settings_changes_the_engine(tmp_path, monkeypatch, capsys):
 
 
 def test_worker_engine_reads_the_settings_file_of_the_environment(tmp_path, monkeypatch):
-    from streams.app import _default_engine
+    from streams.worker.app import _default_engine
 
     f = tmp_path / "s.json"
     write_settings_file(f, engine={"k": 7, "fresh_slots": 0})

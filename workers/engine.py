@@ -37,6 +37,7 @@ from schemas import (
     recommended_items,
     utcnow,
 )
+from schemas.wire import ItemDeltas
 from workers.catalog import Catalog
 from workers.cooc import CoOccurrence
 from workers.decay import half_life_days
@@ -316,47 +317,6 @@ class CachedCandidates:
     videos_version: int
     content: np.ndarray
     mf: np.ndarray
-
-
-@dataclass
-class ItemDeltas:
-    """Item-side effects of one user event, naming items by video id (safe to ship anywhere)."""
-
-    cooc: list[tuple[str, str, float, float]] = field(default_factory=list)
-    popularity: list[tuple[str, float, float]] = field(default_factory=list)
-    factors: list[tuple[str, list[float], float]] = field(default_factory=list)
-    fusion: list[list[float]] | None = None  # training rows: the picked item's, then others'
-    ts: float = 0.0
-    sign: int = 1  # -1: subtract the cooc and popularity increments (a forgotten user's)
-    # the positive item of a learned event: every worker adds it to its negative-sampling pool,
-    # so a restarted worker (or any other) samples negatives from the same pool as this one
-    positive: str | None = None
-
-    def is_empty(self) -> bool:
-        return not (self.cooc or self.popularity or self.factors or self.fusion is not None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cooc": self.cooc,
-            "popularity": self.popularity,
-            "factors": self.factors,
-            "fusion": self.fusion,
-            "ts": self.ts,
-            "sign": self.sign,
-            "positive": self.positive,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ItemDeltas:
-        return cls(
-            [tuple(x) for x in d["cooc"]],
-            [tuple(x) for x in d["popularity"]],
-            [(a, list(g), b) for a, g, b in d["factors"]],
-            d.get("fusion"),
-            d.get("ts", 0.0),
-            int(d.get("sign", 1)),
-            d.get("positive"),
-        )
 
 
 class Engine:

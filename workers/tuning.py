@@ -228,7 +228,7 @@ _REPLAYED: Any = None  # a shared counter of messages replayed, for progress bet
 def prepare(messages: list[Any], encoder: Any, base: EngineSettings | None = None) -> Replay:
     """Index the log's user events and embed every video once (the cache is shared by every
     replay, and by forked workers)."""
-    from workers.embedded import CachedEncoder
+    from workers.inprocess import CachedEncoder
 
     cached = encoder if hasattr(encoder, "_cache") else CachedEncoder(encoder)
     texts = [m.text() for m in messages if isinstance(m, VideoPublished)]
@@ -246,8 +246,8 @@ def replay_one(
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Replay the log up to its ``n_user``-th user event with ``overrides``; metrics by window."""
-    from workers.embedded import drive
     from workers.engine import Engine
+    from workers.inprocess import drive
 
     settings = rp.base.model_copy(update=overrides)
     engine = Engine(EngineSettings.model_validate(settings.model_dump()), rp.encoder, None)

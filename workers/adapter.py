@@ -22,14 +22,11 @@ deltas but its own, and every embedded video with its vector.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
-from concurrent.futures import Executor
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -37,8 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from schemas import DecodeError, ForgetUser, UserEvent, VideoPublished, decode
-from streams.deadletter import DeadLetter
-from streams.topics import (
+from schemas.wire import (
     DEAD_LETTERS,
     ERASURES,
     ITEM_DELTAS,
@@ -47,8 +43,13 @@ from streams.topics import (
     USER_EVENTS,
     VIDEO_VECTORS,
     VIDEOS,
+    DeadLetter,
+    ItemDeltas,
+    decode_video_vector,
+    encode_item_deltas,
+    encode_video_vector,
 )
-from workers.engine import Engine, ItemDeltas, UserState
+from workers.engine import Engine, UserState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,7 +62,6 @@ _PROBE = VideoPublished(
 )
 
 USER_SNAPSHOT_VERSION = 1
-WIRE_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class Meta:
 
 @dataclass(frozen=True, slots=True)
 class Out:
-    """A record to send: to the topic of ``stage`` (a ``streams.topics`` stage name)."""
+    """A record to send: to the topic of ``stage`` (a ``streams.wire.topics`` stage name)."""
 
     stage: str
     key: bytes | None
@@ -113,44 +113,6 @@ def evict_user(engine: Engine, user_id: str) -> None:
     engine.users.pop(user_id, None)
     engine.factors.users.pop(user_id, None)
     engine.drop_cached(user_id)
-
-
-# -- internal wire formats ---------------------------------------------------------------------
-def encode_video_vector(
-    video: VideoPublished, vector: np.ndarray, encoder: str, origin: str
-) -> bytes:
-    vec = np.ascontiguousarray(vector, dtype="<f4")
-    return json.dumps(
-        {
-            "v": WIRE_VERSION,
-            "origin": origin,
-            "encoder": encoder,
-            "video": json.loads(video.to_json()),
-            "vector": base64.b64encode(vec.tobytes()).decode("ascii"),
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def decode_video_vector(raw: bytes) -> tuple[VideoPublished, np.ndarray, str]:
-    d = json.loads(raw)
-    video = decode(d["video"], expect=VideoPublished)
-    assert isinstance(video, VideoPublished)
-    vec = np.frombuffer(base64.b64decode(d["vector"]), dtype="<f4").astype(np.float32)
-    return video, vec, str(d.get("encoder", ""))
-
-
-def encode_item_deltas(deltas: ItemDeltas, user_id: str, event_id: str, origin: str) -> bytes:
-    return json.dumps(
-        {
-            "v": WIRE_VERSION,
-            "origin": origin,
-            "user_id": user_id,
-            "event_id": event_id,
-            "deltas": deltas.to_dict(),
-        },
-        separators=(",", ":"),
-    ).encode()
 
 
 class EngineAdapter:
@@ -561,221 +523,3 @@ class EngineAdapter:
 
 
 # -- faust --------------------------------------------------------------------------------------
-def meta_of(event: Any) -> Meta:
-    """``Meta`` of a faust event (faust gives the Kafka timestamp in seconds)."""
-    m = event.message
-    ts = getattr(m, "timestamp", None)
-    return Meta(m.topic, m.partition, m.offset, None if ts is None else float(ts) * 1000.0)
-
-
-class StagedTable(MutableMapping[bytes, bytes]):
-    """A table whose writes wait in memory until ``commit``: reads see them at once.
-
-    The user agent stages a micro-batch's snapshots and writes them to the faust table only
-    after the outputs of the previous batch are delivered (see ``register_agents``). Set
-    ``partition`` to the partition of the record being handled before writing: a faust table
-    writes each key to the changelog partition of the record that changed it.
-    """
-
-    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
-        self.table = table
-        self.staged: dict[bytes, tuple[bytes, int]] = {}
-        self.partition = 0
-
-    def __getitem__(self, key: bytes) -> bytes:
-        if key in self.staged:
-            return self.staged[key][0]
-        return self.table[key]
-
-    def get(self, key: bytes, default: Any = None) -> Any:
-        if key in self.staged:
-            return self.staged[key][0]
-        return self.table.get(key, default)
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.staged[key] = (value, self.partition)
-
-    def __delitem__(self, key: bytes) -> None:
-        raise NotImplementedError("snapshots are overwritten, never deleted")
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter({**dict.fromkeys(self.table), **dict.fromkeys(self.staged)})
-
-    def __len__(self) -> int:
-        return len(set(self.table) | set(self.staged))
-
-    def commit(self) -> int:
-        """Write the staged snapshots to the table; returns how many."""
-        n = len(self.staged)
-        send_changelog = getattr(self.table, "send_changelog", None)
-        for k, (v, partition) in self.staged.items():
-            if send_changelog is None:
-                self.table[k] = v
-            else:
-                # faust's ``table[k] = v`` takes the partition from the current event, which
-                # after a micro-batch is not the event that changed this key
-                self.table.data[k] = v  # type: ignore[attr-defined]
-                send_changelog(partition, k, v)
-        self.staged.clear()
-        return n
-
-
-class Backoff:
-    """Exponential backoff for a call into a dependency that may be down or slow.
-
-    The caller awaits ``run``, which retries until the call succeeds, so a stream that awaits
-    it stops taking records meanwhile (backpressure) instead of dropping them. Each failure is
-    logged and counted in ``counts[counter]``; the wait doubles from ``initial_s`` up to
-    ``max_s``.
-    """
-
-    def __init__(
-        self,
-        counts: dict[str, int],
-        initial_s: float = 0.1,
-        max_s: float = 5.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.counts = counts
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.sleep = sleep
-
-    async def run(
-        self,
-        call: Callable[[], Awaitable[T]],
-        what: str,
-        counter: str,
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-    ) -> T:
-        delay = self.initial_s
-        attempt = 0
-        while True:
-            try:
-                result = await call()
-            except retry_on as exc:
-                attempt += 1
-                self.counts[counter] = self.counts.get(counter, 0) + 1
-                log.warning(
-                    "%s failed (attempt %d), retrying in %.2f s: %s", what, attempt, delay, exc
-                )
-                await self.sleep(delay)
-                delay = min(delay * 2, self.max_s)
-                continue
-            if attempt:
-                log.warning("%s succeeded after %d failed attempts", what, attempt)
-            return result
-
-
-def register_agents(
-    app: Any,
-    adapter: EngineAdapter,
-    channels: dict[str, Any],
-    table: MutableMapping[bytes, bytes],
-    *,
-    video_batch: int = 256,
-    video_within_s: float = 0.05,
-    event_batch: int = 100,
-    event_within_s: float = 0.005,
-    executor: Executor | None = None,
-    ready: asyncio.Event | None = None,
-    flush: Callable[[], Awaitable[None]] | None = None,
-    backoff: Backoff | None = None,
-) -> dict[str, Any]:
-    """Define the worker's agents on ``app``; returns them by name.
-
-    Parameters
-    ----------
-    channels
-        faust topics by stage name: ``videos`` and ``user-events`` (read), and
-        ``recommendations``, ``item-deltas``, ``video-vectors``, ``dead-letters`` (written).
-    table
-        The users table (user id -> snapshot), changelogged by faust.
-    event_batch, event_within_s
-        Micro-batch of user events: at most this many, waiting at most this long for more.
-    executor
-        Where the encoder runs, so a batch of transformer inference never blocks the event loop.
-    ready
-        The user agent waits for it before its first event (set once replication has caught up
-        with the item state that existed when the worker started).
-    flush
-        Waits until every record produced so far is acknowledged (the app's producer flush).
-    backoff
-        How the embed agent retries a failing encoder.
-
-    Notes
-    -----
-    Order of a micro-batch of user events, which is what makes a crash at any instant lose
-    nothing and count nothing twice (faust commits an offset only after flushing the producer,
-    but the users table's changelog records and the agent's outputs are separate records that
-    the broker can receive in any order):
-
-    1. the engine handles each event; snapshots (each with its event's outputs) are staged;
-    2. flush: the previous batch's outputs are delivered, so its outboxes may be replaced;
-    3. the snapshots go to the table, and a flush makes them durable;
-    4. the outputs are sent.
-
-    A crash before 3 completes: the events were not counted, and they are redelivered (the
-    offsets are committed only after a flush that follows the agent's progress). A crash after
-    3: they are duplicates on redelivery, and their outboxes send the outputs again (lists
-    identical to the first ones; deltas applied once per worker by event id).
-
-    faust's ``processing_guarantee="exactly_once"`` would put table, outputs and offsets in one
-    transaction instead; it is not used (DESIGN: its open issues show duplicates and fencing
-    crashes), and the flushes above cost two broker round trips per batch, not per event.
-    """
-
-    async def send_all(outs: Iterable[Out]) -> None:
-        for o in outs:
-            await channels[o.stage].send(key=o.key, value=o.value, headers=o.headers or None)
-
-    async def flush_all() -> None:
-        if flush is not None:
-            await flush()
-
-    staged = StagedTable(table)
-
-    async def learn_and_recommend(stream: Any) -> None:
-        if ready is not None:
-            await ready.wait()
-        async for events in stream.take_events(event_batch, within=event_within_s):
-            adapter.begin_batch()
-            try:
-                outs: list[Out] = []
-                for event in events:
-                    staged.partition = event.message.partition
-                    outs += adapter.on_user_record(event.key, event.value, meta_of(event), staged)
-            finally:
-                adapter.end_batch()
-            await flush_all()
-            if flush is not None:
-                adapter.delivered()
-            if staged.commit():
-                await flush_all()
-            await send_all(outs)
-
-    retry = backoff or Backoff(adapter.counts)
-
-    async def embed(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(video_batch, within=video_within_s):
-            records = [(e.key, e.value, meta_of(e)) for e in events]
-            videos, bad = adapter.decode_videos(records)
-            await send_all(bad)
-            if videos:
-
-                async def encode(videos: list[VideoPublished] = videos) -> Any:
-                    return await loop.run_in_executor(executor, adapter.encode_or_isolate, videos)
-
-                good, vectors, poison = await retry.run(
-                    encode, f"encoding {len(videos)} videos", "encode_retries"
-                )
-                await send_all(adapter.poison_letters(records, poison))
-                await send_all(adapter.video_vector_outs(good, vectors))
-
-    return {
-        "learn-and-recommend": app.agent(channels[USER_EVENTS], name="learn-and-recommend")(
-            learn_and_recommend
-        ),
-        "embed": app.agent(channels[VIDEOS], name="embed")(embed),
-    }

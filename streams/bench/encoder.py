@@ -1,6 +1,6 @@
 """Micro-benchmark of the content encoder (fp32 vs int8) and, with --index, of local-mode Qdrant.
 
-Run from the repository root: ``python infra/bench_encoder.py [--n 1000] [--index]``.
+Run from the repository root: ``python -m streams.bench.encoder [--n 1000] [--index]``.
 Figures depend on what else the machine runs; the load average is printed next to them.
 """
 
@@ -9,18 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from workers.encoder import Encoder  # noqa: E402 (sets OMP_WAIT_POLICY before torch loads)
-from workers.index import VideoIndex  # noqa: E402
-from workers.settings import EncoderSettings, IndexSettings  # noqa: E402
+from workers.encoder import Encoder  # (sets OMP_WAIT_POLICY before torch loads)
+from workers.index import VideoIndex
+from workers.settings import EncoderSettings, IndexSettings
 
 _HOOKS = ["", "how to", "best", "easy", "top 10", "why", "my first", "ultimate", "live:"]
 _TOPICS = [

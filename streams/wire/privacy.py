@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from schemas import ForgetUser, Recommendations, UserEvent
 from schemas.messages import _Message
-from streams.settings import PrivacySettings
+from streams.wire.settings import PrivacySettings
 
 PREFIX = "p-"
 HEX_CHARS = 32  # 128 bits of the HMAC: collisions need ~2**64 users

@@ -224,7 +224,7 @@ def synthetic_events(
 # -- encoder and sample (the original rows) -----------------------------------------------------
 def _sample_titles(path: str, n: int) -> list[str]:
     from schemas import VideoPublished
-    from streams.eventlog import read_log
+    from streams.wire.eventlog import read_log
 
     out: list[str] = []
     for msg in read_log(path):
@@ -259,11 +259,11 @@ def bench_encoder(texts: list[str]) -> list[Row]:
 
 def bench_sample(path: str, events: int, encoder_name: str = "minilm") -> list[Row]:
     """The engine replaying the shipped sample (the videos embedded before the clock starts)."""
-    from streams.eventlog import read_log
-    from workers.embedded import CachedEncoder, drive
+    from streams.wire.eventlog import read_log
     from workers.encoder import load_encoder
     from workers.engine import Engine
     from workers.index import VideoIndex
+    from workers.inprocess import CachedEncoder, drive
     from workers.settings import EncoderSettings, EngineSettings, IndexSettings
 
     msgs = [m for n, m in enumerate(read_log(path)) if not events or n < events]
@@ -433,7 +433,7 @@ def state_bytes(engine: Any) -> dict[str, float]:
     The snapshot is pickled outside the trace and unpickled inside it, so the figure is what the
     live structures (objects, dict tables, strings shared as in the engine) hold.
     """
-    from workers.agents import user_snapshot
+    from workers.adapter import user_snapshot
     from workers.catalog import Catalog
     from workers.cooc import CoOccurrence
     from workers.engine import UserState
@@ -581,8 +581,8 @@ def memory_in_child(kwargs: dict[str, Any]) -> tuple[list[Row], list[tuple[int, 
     """``bench_memory`` in a fresh process, so its RSS starts clean of the other sections'."""
     with tempfile.NamedTemporaryFile(suffix=".json", prefix="vidrec-bench-") as f:
         proc = subprocess.run(
-            [sys.executable, "-m", "streams.bench", "--memory", json.dumps(kwargs), f.name],
-            cwd=str(Path(__file__).resolve().parents[1]),
+            [sys.executable, "-m", "streams.bench.suite", "--memory", json.dumps(kwargs), f.name],
+            cwd=str(Path(__file__).resolve().parents[2]),
             stdin=subprocess.DEVNULL,
             check=False,
         )
@@ -607,7 +607,7 @@ async def _passthrough(kafka: Any, src: str, dst: str, group: str) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.abc import ConsumerRebalanceListener
 
-    from streams.app import aiokafka_kwargs
+    from streams.worker.app import aiokafka_kwargs
 
     class Announce(ConsumerRebalanceListener):
         async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -644,7 +644,7 @@ async def _passthrough(kafka: Any, src: str, dst: str, group: str) -> None:
 
 
 def _passthrough_main(argv: list[str]) -> int:
-    from streams.settings import KafkaSettings
+    from streams.wire.settings import KafkaSettings
 
     src, dst, group = argv
     asyncio.run(_passthrough(KafkaSettings(), src, dst, group))
@@ -683,7 +683,7 @@ def _producer_thread(
     sent_at: dict[bytes, float] | None = None,
 ) -> threading.Thread:
     """Produce ``records`` (key, value) as fast as possible, or paced at ``rate`` per second."""
-    from streams.clients import make_producer
+    from streams.wire.clients import make_producer
 
     def run() -> None:
         producer = make_producer(kafka)
@@ -718,7 +718,7 @@ def _collect(
     """Tail ``topic`` until ``n`` records arrived (or none for ``idle_s``), producing ``records``
     to ``produce_to`` once the tail is in place (``on_ready`` is called then too); ``on_record``
     may return a latency."""
-    from streams.clients import consume, trigger_latency_ms
+    from streams.wire.clients import consume, trigger_latency_ms
 
     out = Arrivals()
     producer: threading.Thread | None = None
@@ -755,7 +755,7 @@ def _event_records(
 
 
 def _topics(prefix: str) -> Any:
-    from streams.topics import Topics, TopicSettings
+    from streams.wire.topics import Topics, TopicSettings
 
     return Topics(
         TopicSettings(prefix=prefix, partitions=PARTITIONS, internal_partitions=PARTITIONS)
@@ -763,7 +763,7 @@ def _topics(prefix: str) -> Any:
 
 
 def _start_workers(kafka: Any, prefix: str, n: int, encoder: str) -> list[Any]:
-    from streams.up import WorkerProcess, wait_until_serving
+    from streams.worker.up import WorkerProcess, wait_until_serving
 
     env: dict[str, str | None] = {
         "VIDREC_TOPIC_PREFIX": prefix,
@@ -802,9 +802,9 @@ def bench_streaming(
     s: StreamSettings, throughput: bool, freshness: bool, report: Report
 ) -> list[Row]:
     """Throughput (passthrough, 1 worker, 2 workers) and freshness on the broker, in one run."""
-    from streams.settings import KafkaSettings
-    from streams.topics import create_topics, delete_prefix
-    from streams.up import WorkerProcess
+    from streams.wire.settings import KafkaSettings
+    from streams.wire.topics import create_topics, delete_prefix
+    from streams.worker.up import WorkerProcess
 
     kafka = KafkaSettings()
     rows: list[Row] = []
@@ -827,7 +827,7 @@ def bench_streaming(
                 WorkerProcess(
                     "passthrough",
                     {"VIDREC_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers},
-                    command=[sys.executable, "-m", "streams.bench", "--passthrough",
+                    command=[sys.executable, "-m", "streams.bench.suite", "--passthrough",
                              topics.user_events, topics.recommendations, f"{prefix}-group"],
                 )
             )  # fmt: skip
@@ -901,12 +901,12 @@ def bench_streaming(
 
     # 3. two workers on the same catalogue (its vectors produced straight to video-vectors)
     if throughput:
-        from workers.agents import encode_video_vector
+        from schemas.wire import encode_video_vector
 
         prefix = f"bench-{run_id}-w2"
         topics = _topics(prefix)
         try:
-            from streams.clients import make_producer
+            from streams.wire.clients import make_producer
 
             create_topics(kafka, topics)
             producer = make_producer(kafka)
@@ -947,8 +947,8 @@ def _freshness(
     report: Report,
 ) -> list[Row]:
     """Event -> list at a steady rate; video -> searchable at ``video_rate``; embed share."""
-    from streams.clients import trigger_latency_ms
-    from workers.agents import decode_video_vector
+    from schemas.wire import decode_video_vector
+    from streams.wire.clients import trigger_latency_ms
     from workers.index import VideoIndex
     from workers.settings import IndexSettings
 
@@ -1021,7 +1021,7 @@ def _freshness(
             t0 = sent_at.get(rec.key or b"")
             return None if t0 is None else (time.time() - t0) * 1000.0
 
-        from streams.clients import consume
+        from streams.wire.clients import consume
 
         producer: threading.Thread | None = None
         lats: list[float] = []
@@ -1059,8 +1059,8 @@ def _freshness(
 
 def broker_answers(timeout_s: float = 3.0) -> str | None:
     """``None`` when the broker of ``VIDREC_KAFKA_*`` answers, else why not."""
-    from streams.kafka_local import wait_for_broker
-    from streams.settings import KafkaSettings
+    from streams.wire.broker import wait_for_broker
+    from streams.wire.settings import KafkaSettings
 
     kafka = KafkaSettings()
     try:
@@ -1240,7 +1240,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from streams.sample import default_sample_path
+    from streams.sample.generator import default_sample_path
 
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -1323,7 +1323,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-# The helper processes: ``python -m streams.bench --passthrough|--memory ...``.
+# The helper processes: ``python -m streams.bench.suite --passthrough|--memory ...``.
 if __name__ == "__main__" and sys.argv[1:2] == ["--passthrough"]:
     raise SystemExit(_passthrough_main(sys.argv[2:]))
 if __name__ == "__main__" and sys.argv[1:2] == ["--memory"]:

@@ -38,15 +38,9 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.settings import KafkaSettings
-from streams.topics import (
-    ITEM_DELTAS,
-    STAGES,
-    VIDEO_VECTORS,
-    Topics,
-    create_topics,
-    partition_ids,
-)
+from schemas.wire import ITEM_DELTAS, STAGES, VIDEO_VECTORS
+from streams.wire.settings import KafkaSettings
+from streams.wire.topics import Topics, create_topics, partition_ids
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +208,8 @@ def make_app(
     """
     import faust
 
-    from workers.agents import Backoff, EngineAdapter, register_agents
+    from streams.worker.agents import Backoff, register_agents
+    from workers.adapter import EngineAdapter
 
     worker = worker or WorkerSettings()
     kafka = kafka or KafkaSettings()
@@ -332,7 +327,7 @@ def _replicator(wa: WorkerApp) -> Any:
     async def replicate() -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from workers.agents import Backoff
+        from streams.worker.agents import Backoff
         from workers.index import VideoIndexError
 
         stage_of = {wa.topics.video_vectors: VIDEO_VECTORS, wa.topics.item_deltas: ITEM_DELTAS}
@@ -469,7 +464,7 @@ def run(wa: WorkerApp) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from streams.clients import reports_kafka_errors
+    from streams.wire.clients import reports_kafka_errors
 
     return reports_kafka_errors("worker")(_worker)(args)
 
@@ -480,7 +475,7 @@ def _worker(args: argparse.Namespace) -> int:
         updates["loglevel"] = args.loglevel
     if args.web_port is not None:
         updates["web_port"] = args.web_port
-    from streams.commands import load_cli_settings
+    from streams.cli.commands import load_cli_settings
 
     loaded = load_cli_settings("worker", args.settings)
     settings = WorkerSettings().model_copy(update=updates)

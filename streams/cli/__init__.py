@@ -18,20 +18,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 COMMAND_MODULES = [
-    "streams.commands",
-    "streams.importer",
-    "streams.datasets",
-    "streams.finetune_cmd",
-    "streams.sample",
-    "streams.bench",
-    "streams.kafka_local",
-    "streams.topics",
-    "streams.clients",
-    "streams.deadletter",
-    "streams.app",
-    "streams.up",
-    "streams.soak",
-    "streams.tune_cmd",
+    "streams.cli.commands",
+    "streams.imports.importer",
+    "streams.imports.datasets",
+    "streams.cli.finetune",
+    "streams.sample.generator",
+    "streams.bench.suite",
+    "streams.wire.broker",
+    "streams.wire.topics",
+    "streams.wire.clients",
+    "streams.wire.deadletters",
+    "streams.worker.app",
+    "streams.worker.up",
+    "streams.bench.soak",
+    "streams.cli.tune",
 ]
 
 

@@ -8,7 +8,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from streams.eventlog import BadLine, read_log
+from streams.wire.eventlog import BadLine, read_log
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,7 +92,7 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, datetime | None]:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from streams.commands import _count_lines, _Progress
+    from streams.cli.commands import _count_lines, _Progress
 
     out, until = _check_args(args)
     from workers.finetune import PairCollector, TrainSettings, finetune, planned_steps

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas import Recommendations, UserEvent, VideoPublished, json_schemas
-from streams.eventlog import BadLine, LogWriter, read_log
+from streams.wire.eventlog import BadLine, LogWriter, read_log
 from workers.settings import SETTINGS_FILE_ENV
 
 
@@ -82,7 +82,7 @@ def _log_path(arg: str | None) -> str:
         if arg != "-" and not Path(arg).exists():
             raise SystemExit(f"vidrec: no such event log: {arg}")
         return arg
-    from streams.sample import default_sample_path
+    from streams.sample.generator import default_sample_path
 
     return str(default_sample_path())
 
@@ -131,7 +131,7 @@ class _Progress:
 def _count_lines(path: str, limit: int) -> int | None:
     if path == "-":
         return None
-    from streams.eventlog import open_text
+    from streams.wire.eventlog import open_text
 
     with open_text(path) as f:
         n = sum(1 for _ in f)
@@ -170,10 +170,10 @@ def _fmt(x: float) -> str:
 
 # -- vidrec run ------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from workers.embedded import drive
     from workers.engine import Engine
     from workers.evaluation import Evaluator
     from workers.index import VideoIndex
+    from workers.inprocess import drive
 
     path = _log_path(args.log)
     print(f"vidrec run: {path}", file=sys.stderr)
@@ -328,10 +328,10 @@ def run_systems(
 
     The encoder is loaded only when a system needs it (not for the independent baselines).
     """
-    from workers.embedded import INDEPENDENT, CachedEncoder, drive, make_engine
     from workers.encoder import HashingEncoder
     from workers.evaluation import Evaluator
     from workers.index import VideoIndex
+    from workers.inprocess import INDEPENDENT, CachedEncoder, drive, make_engine
     from workers.settings import EngineSettings, IndexSettings
 
     if encoder is None:

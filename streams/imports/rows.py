@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas import EventType
-from streams.eventlog import open_text
+from streams.wire.eventlog import open_text
 
 # Graded feedback (a 1-5 rating) as the event type a video platform would have seen.
 RATING_TYPES: tuple[tuple[float, EventType], ...] = (

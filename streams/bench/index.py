@@ -1,6 +1,6 @@
 """Compare the embedded index backends (qdrant-edge vs qdrant-client local mode) side by side.
 
-Run from the repository root: ``python infra/bench_index.py [--sizes 3000 10000 100000]``.
+Run from the repository root: ``python -m streams.bench.index [--sizes 3000 10000 100000]``.
 Each backend gets a fresh folder (the production set-up: ``path`` on disk), the same random
 384-d unit vectors and the same queries; the table gives upsert points/s and ms per ``search``
 (plain, with ``min_published_at``, with 50 excluded ids), and local/edge ratios. Local mode is
@@ -16,14 +16,11 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from workers.index import VideoIndex, edge_available  # noqa: E402
-from workers.settings import IndexSettings  # noqa: E402
+from workers.index import VideoIndex, edge_available
+from workers.settings import IndexSettings
 
 DIM = 384
 DAY = 86_400.0

@@ -33,10 +33,11 @@ from schemas import (
     utcnow,
 )
 from schemas.messages import _Message
-from streams.eventlog import BadLine, open_text, read_lines
-from streams.privacy import Pseudonymiser
-from streams.settings import KafkaSettings
-from streams.topics import TRIGGER_TS_HEADER, Topics, create_topics
+from schemas.wire import TRIGGER_TS_HEADER
+from streams.wire.eventlog import BadLine, open_text, read_lines
+from streams.wire.privacy import Pseudonymiser
+from streams.wire.settings import KafkaSettings
+from streams.wire.topics import Topics, create_topics
 
 # The shipped sample at ~25 events/s: what one worker on a small laptop keeps up with.
 DEFAULT_SPEED = 900.0
@@ -501,11 +502,11 @@ def _limited(items: Iterable[Any], limit: int) -> Iterator[Any]:
 
 @reports_kafka_errors("replay")
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from streams.eventlog import read_log
+    from streams.wire.eventlog import read_log
 
     path = args.log
     if path is None:
-        from streams.sample import default_sample_path
+        from streams.sample.generator import default_sample_path
 
         path = str(default_sample_path())
     kafka, topics = KafkaSettings(), Topics()

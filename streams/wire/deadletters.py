@@ -8,79 +8,23 @@ with ``vidrec dead-letters`` and re-ingest it once fixed.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-KIND = "dead-letter"
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """One rejected record; ``value``/``key`` are the original bytes (base64 on the wire)."""
-
-    topic: str
-    partition: int
-    offset: int
-    reason: str
-    value: bytes | None
-    key: bytes | None = None
-    stage: str = ""
-    time: str = ""
-
-    def to_json(self) -> bytes:
-        d = asdict(self)
-        d["value_b64"] = _b64(d.pop("value"))
-        d["key_b64"] = _b64(d.pop("key"))
-        d["kind"] = KIND
-        d["time"] = self.time or datetime.now(UTC).isoformat()
-        return json.dumps(d, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> DeadLetter:
-        d = json.loads(raw)
-        if d.get("kind") != KIND:
-            raise ValueError(f"not a dead letter: kind={d.get('kind')!r}")
-        return cls(
-            topic=d["topic"],
-            partition=int(d["partition"]),
-            offset=int(d["offset"]),
-            reason=d["reason"],
-            value=_unb64(d.get("value_b64")),
-            key=_unb64(d.get("key_b64")),
-            stage=d.get("stage", ""),
-            time=d.get("time", ""),
-        )
-
-    def preview(self, width: int = 120) -> str:
-        """The original value as text, shortened, for a human reading the dead-letter topic."""
-        if self.value is None:
-            return "(no value)"
-        text = self.value.decode("utf-8", errors="replace")
-        return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _b64(b: bytes | None) -> str | None:
-    return None if b is None else base64.b64encode(b).decode("ascii")
-
-
-def _unb64(s: str | None) -> bytes | None:
-    return None if s is None else base64.b64decode(s)
+from schemas.wire import DeadLetter
 
 
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
-    from streams.clients import reports_kafka_errors
+    from streams.wire.clients import reports_kafka_errors
 
     return reports_kafka_errors("dead-letters")(_dead_letters)(args)
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from streams.clients import consume
-    from streams.settings import KafkaSettings
-    from streams.topics import Topics
+    from streams.wire.clients import consume
+    from streams.wire.settings import KafkaSettings
+    from streams.wire.topics import Topics
 
     topics = Topics()
     n = 0

@@ -29,7 +29,8 @@ import numpy as np
 
 from schemas import EventType, UserEvent, VideoPublished
 from schemas.messages import _Message
-from streams.eventlog import open_text
+from streams.sample import default_sample_path
+from streams.wire.eventlog import open_text
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 DEFAULT_SEED = 42
@@ -1123,11 +1124,6 @@ class SampleTruth:
         """Topics the user was planted to like at any time: initial main topics plus drifts."""
         main = {t for t, w in self.user_taste.get(user_id, {}).items() if w >= min_weight}
         return main | {t for _, t in self.user_drifts.get(user_id, [])}
-
-
-def default_sample_path() -> Path:
-    """The shipped sample (``--seed 42`` with the default sizes), packaged with ``streams``."""
-    return Path(__file__).resolve().parent / "data" / "sample.jsonl.gz"
 
 
 def _map(f: Callable[[float], float], x: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ before. For movie data a film is "published" at the later of the stream's first 
 stream were all on the shelf when it began. An explicit publication time (an items file's
 column) wins over that rule.
 
-Reading files and checking values is ``streams.import_rows``; this module builds the messages.
+Reading files and checking values is ``streams.imports.rows``; this module builds the messages.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas import UserEvent, VideoPublished
-from streams.eventlog import write_log
-from streams.import_rows import (
+from streams.imports.rows import (
     RATING_TYPES,
     BadRow,
     Interaction,
@@ -46,6 +45,7 @@ from streams.import_rows import (
     read_items,
     require_columns,
 )
+from streams.wire.eventlog import write_log
 
 __all__ = ["RATING_TYPES", "ImportReport", "import_file", "import_movielens", "rating_type"]
 
@@ -344,7 +344,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         if stage not in bars:
             if n < 10_000:  # a small input is done before a bar could say anything
                 return
-            from streams.commands import _Progress
+            from streams.cli.commands import _Progress
 
             for bar in bars.values():
                 bar.close()

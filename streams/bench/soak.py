@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.settings import KafkaSettings
-from streams.topics import Topics, TopicSettings, create_topics
+from streams.wire.settings import KafkaSettings
+from streams.wire.topics import Topics, TopicSettings, create_topics
 
 BAD_RECORDS = (
     b"{this is not json",
@@ -149,7 +149,7 @@ class _Lag:
     def __init__(self, kafka: KafkaSettings, topics: Topics) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        from streams.topics import admin_client
+        from streams.wire.topics import admin_client
 
         self.topic = topics.user_events
         self.group = topics.app_id
@@ -192,15 +192,15 @@ def soak(
 ) -> SoakReport:
     """Run one soak; see the module docstring. ``workers=0`` uses workers already running on
     ``topics``' prefix (their memory is then not sampled)."""
-    from streams.clients import Sender, consume, latency_summary, make_producer, subscribe
-    from streams.deadletter import DeadLetter
-    from streams.eventlog import BadLine, read_log
-    from streams.up import WorkerProcess, wait_until_serving
+    from schemas.wire import DeadLetter
+    from streams.wire.clients import Sender, consume, latency_summary, make_producer, subscribe
+    from streams.wire.eventlog import BadLine, read_log
+    from streams.worker.up import WorkerProcess, wait_until_serving
 
     if rate <= 0 or seconds <= 0:
         raise ValueError("rate and duration must be > 0")
     if log_path is None:
-        from streams.sample import default_sample_path
+        from streams.sample.generator import default_sample_path
 
         log_path = str(default_sample_path())
     from schemas import UserEvent, VideoPublished
@@ -351,13 +351,13 @@ def format_report(r: SoakReport) -> str:
 
 
 def _cmd_soak(args: argparse.Namespace) -> int:
-    from streams.clients import reports_kafka_errors
+    from streams.wire.clients import reports_kafka_errors
 
     return reports_kafka_errors("soak")(_soak)(args)
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from streams.topics import delete_prefix
+    from streams.wire.topics import delete_prefix
 
     kafka = KafkaSettings()
     use_running = args.workers == 0

@@ -121,7 +121,7 @@ class PrivacySettings(BaseSettings):
     """How user ids are protected before they reach Kafka (``VIDREC_PSEUDONYMISE_KEY``).
 
     With a key set, ``vidrec ingest``, ``replay`` and ``forget`` (and every ``Sender``) replace
-    each ``user_id`` by its HMAC-SHA256 pseudonym (see ``streams.privacy``), so raw ids never
+    each ``user_id`` by its HMAC-SHA256 pseudonym (see ``streams.wire.privacy``), so raw ids never
     reach a topic, a worker's state or a recommendation. Keep the key stable: a new key gives
     every user a new pseudonym, and ``vidrec forget`` with it can no longer reach the old one.
     """

@@ -16,7 +16,7 @@ deployments (or test runs) share a cluster without seeing each other's records.
   kept forever by default: a starting worker rebuilds item state from it |
 | ``<p>.video-vectors`` | video_id | internal: each embedded video with its vector | compact |
 
-Every worker reads *all* partitions of the two internal topics (see ``streams.app``), so item
+Every worker reads *all* partitions of the two internal topics (see ``streams.worker.app``), so item
 state is global while user state is partitioned by user.
 """
 
@@ -30,28 +30,16 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.settings import KafkaSettings
-
-VIDEOS = "videos"
-USER_EVENTS = "user-events"
-RECOMMENDATIONS = "recommendations"
-DEAD_LETTERS = "dead-letters"
-ITEM_DELTAS = "item-deltas"
-VIDEO_VECTORS = "video-vectors"
-ERASURES = "erasures"
-STAGES = (
-    VIDEOS,
-    USER_EVENTS,
-    RECOMMENDATIONS,
+from schemas.wire import (
     DEAD_LETTERS,
-    ITEM_DELTAS,
-    VIDEO_VECTORS,
     ERASURES,
+    ITEM_DELTAS,
+    RECOMMENDATIONS,
+    USER_EVENTS,
+    VIDEO_VECTORS,
+    VIDEOS,
 )
-
-# Header of a Recommendations record: the Kafka timestamp (epoch ms) of the event that triggered
-# it, so a subscriber can measure event -> published list latency end to end.
-TRIGGER_TS_HEADER = "vidrec-trigger-ts-ms"
+from streams.wire.settings import KafkaSettings
 
 
 class TopicSettings(BaseSettings):
@@ -323,7 +311,7 @@ def delete_prefix(kafka: KafkaSettings, prefix: str) -> list[str]:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from streams.clients import reports_kafka_errors
+    from streams.wire.clients import reports_kafka_errors
 
     return reports_kafka_errors("topics create")(_create)(args)
 

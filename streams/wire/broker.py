@@ -19,7 +19,7 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from streams.settings import KafkaSettings
+from streams.wire.settings import KafkaSettings
 
 ACTIONS = ("up", "down", "status", "wait")
 
@@ -30,7 +30,7 @@ def kafka_script() -> Path:
     The script is not package data: it lives beside the pom that resolves the broker's jars, so
     it is only there in a checkout (the project is installed editable for development).
     """
-    script = Path(__file__).resolve().parents[1] / "infra" / "kafka" / "kafka.sh"
+    script = Path(__file__).resolve().parents[2] / "infra" / "kafka" / "kafka.sh"
     if not script.is_file():
         raise FileNotFoundError(
             f"{script} not found: 'vidrec kafka' needs a source checkout of vidrec "

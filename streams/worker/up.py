@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from streams.clients import DEFAULT_SPEED
-from streams.settings import KafkaSettings
-from streams.topics import Topics, TopicSettings, create_topics
+from streams.wire.clients import DEFAULT_SPEED
+from streams.wire.settings import KafkaSettings
+from streams.wire.topics import Topics, TopicSettings, create_topics
 
 SERVING = re.compile(r"serving \S+ partitions \[([0-9, ]*)\]")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -64,7 +64,7 @@ class WorkerProcess:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
-            cwd=str(Path(__file__).resolve().parents[1]),
+            cwd=str(Path(__file__).resolve().parents[2]),
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True)
         self._reader.start()
@@ -134,7 +134,7 @@ def _broker_is_local(kafka: KafkaSettings) -> bool:
 
 def ensure_broker(kafka: KafkaSettings) -> bool:
     """Make sure a broker answers; returns True when this call started the local one."""
-    from streams.kafka_local import run_script, wait_for_broker
+    from streams.wire.broker import run_script, wait_for_broker
 
     try:
         wait_for_broker(kafka.bootstrap_servers, timeout_s=3.0, settings=kafka)
@@ -151,7 +151,8 @@ def ensure_broker(kafka: KafkaSettings) -> bool:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from streams.clients import (
+    from streams.cli.commands import load_cli_settings
+    from streams.wire.clients import (
         Pacer,
         Sender,
         format_recommendations,
@@ -160,8 +161,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         replay,
         subscribe,
     )
-    from streams.commands import load_cli_settings
-    from streams.eventlog import read_log
+    from streams.wire.eventlog import read_log
     from workers.settings import SETTINGS_FILE_ENV
 
     settings_file = str(Path(args.settings).resolve()) if args.settings else None
@@ -177,7 +177,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     topics = Topics(topic_settings)
     path = args.log
     if path is None:
-        from streams.sample import default_sample_path
+        from streams.sample.generator import default_sample_path
 
         path = str(default_sample_path())
     elif not Path(path).exists():
@@ -276,11 +276,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
         for w in workers:
             w.stop()
         if ephemeral and not args.keep_topics:
-            from streams.topics import delete_prefix
+            from streams.wire.topics import delete_prefix
 
             delete_prefix(kafka, topics.settings.prefix)
         if started_broker and not args.keep_broker:
-            from streams.kafka_local import run_script
+            from streams.wire.broker import run_script
 
             run_script("down")
         elif started_broker:

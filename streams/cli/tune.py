@@ -88,8 +88,8 @@ def _progress(quiet: bool) -> Any:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from streams.commands import _report_bad, load_cli_settings
-    from streams.eventlog import BadLine, read_log
+    from streams.cli.commands import _report_bad, load_cli_settings
+    from streams.wire.eventlog import BadLine, read_log
     from workers.encoder import HashingEncoder, load_encoder
     from workers.settings import SettingsFileError, write_settings_file
     from workers.tuning import TuneError

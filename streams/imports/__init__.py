@@ -1,0 +1,1 @@
+"""Other people's data into vidrec event logs: ``vidrec import`` and ``vidrec data fetch``."""
