@@ -176,3 +176,9 @@ def encode_item_deltas(deltas: ItemDeltas, user_id: str, event_id: str, origin: 
         },
         separators=(",", ":"),
     ).encode()
+
+
+def decode_item_deltas(raw: bytes) -> tuple[str, str, str, ItemDeltas]:
+    """``(origin, user_id, event_id, deltas)`` of an ``item-deltas`` record."""
+    d = json.loads(raw)
+    return d["origin"], d["user_id"], d["event_id"], ItemDeltas.from_dict(d["deltas"])

@@ -379,7 +379,7 @@ def test_idle_users_are_swept_while_learning(make_engine):
 def test_user_state_dedup_is_capped_oldest_first_and_round_trips_as_json():
     import json
 
-    from workers.engine import UserState
+    from workers.users import UserState
 
     ids = ["v0", "v1", "v2"]
     st = UserState()
@@ -400,7 +400,7 @@ def test_user_state_dedup_is_capped_oldest_first_and_round_trips_as_json():
 
 
 def test_a_snapshot_from_before_the_ledger_held_everything_is_read_from_its_history():
-    from workers.engine import UserState
+    from workers.users import UserState
 
     old = {"history": [["v1", 20.0, 2.0], ["v0", 10.0, 1.0]], "seen": ["v0", "v1"],
            "dedup": [], "last_recs": [], "last_ts": 20.0, "events": 2}  # fmt: skip
@@ -419,7 +419,7 @@ def test_a_snapshot_from_before_the_ledger_held_everything_is_read_from_its_hist
 def test_the_ledger_history_is_what_step_history_builds_event_by_event(events, n):
     from collections import deque
 
-    from workers.engine import Ledger, step_history
+    from workers.users import Ledger, step_history
 
     ledger, history = Ledger(), deque()
     for t, (item, w) in enumerate(events):
@@ -429,15 +429,15 @@ def test_the_ledger_history_is_what_step_history_builds_event_by_event(events, n
     assert ledger.history(n) == list(history)
 
 
-def test_seen_is_the_distinct_items_of_the_last_events_most_recent_first():
-    from workers.engine import Ledger
+def test_seen_recent_is_the_distinct_items_of_the_last_events_most_recent_first():
+    from workers.users import Ledger
 
     ledger = Ledger()
     for t, item in enumerate([0, 1, 2, 0, 3]):
         ledger.append(item, float(t), 1.0 if t % 2 else -0.5, cap=100)
-    assert ledger.seen(3).tolist() == [0, 2, 3]  # item 1 is older than the last three events
     assert ledger.seen_recent(5, 10) == [3, 0, 2, 1] and ledger.seen_recent(5, 2) == [3, 0]
-    assert Ledger().seen(3).tolist() == [] and Ledger().history(5) == []
+    assert ledger.seen_recent(3, 10) == [3, 0, 2]  # item 1 is older than the last three events
+    assert Ledger().seen_recent(3, 5) == [] and Ledger().history(5) == []
 
 
 @settings(max_examples=100, deadline=None)
@@ -545,7 +545,7 @@ def test_rewatch_lets_watched_videos_back_but_not_the_ones_just_watched():
 
 
 def test_the_seen_set_is_capped_keeping_the_most_recent():
-    from workers.engine import UserState
+    from workers.users import UserState
 
     st = UserState()
     for i in range(30):

@@ -18,9 +18,10 @@ import pytest
 from schemas import ErasureReceipt, ForgetUser, UserEvent
 from streams.sample.generator import generate
 from workers.encoder import HashingEncoder
-from workers.engine import Engine, Ledger, events_kept
+from workers.engine import Engine
 from workers.inprocess import drive
 from workers.settings import EngineSettings
+from workers.users import Ledger, events_kept
 
 # topk high enough that no neighbour list is ever pruned: pruning drops increments of every
 # user alike, and which ones depends on the order of everybody's events

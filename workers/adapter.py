@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -44,12 +44,12 @@ from schemas.wire import (
     VIDEO_VECTORS,
     VIDEOS,
     DeadLetter,
-    ItemDeltas,
+    decode_item_deltas,
     decode_video_vector,
     encode_item_deltas,
     encode_video_vector,
 )
-from workers.engine import Engine, UserState
+from workers.engine import Engine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,8 +60,6 @@ _PROBE = VideoPublished(
     title="encoder probe",
     published_at=datetime(2026, 1, 1, tzinfo=UTC),
 )
-
-USER_SNAPSHOT_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,37 +80,6 @@ class Out:
     key: bytes | None
     value: bytes | None  # None: a tombstone (compaction deletes the key)
     headers: dict[str, bytes] = field(default_factory=dict)
-
-
-# -- user snapshots (what the worker's table holds per user) -----------------------------------
-def user_snapshot(engine: Engine, user_id: str) -> dict[str, Any] | None:
-    """Everything the engine holds about one user, JSON-able; ``None`` for a user it lacks."""
-    st = engine.users.get(user_id)
-    if st is None:
-        return None
-    u = engine.factors.users.get(user_id)
-    return {
-        "v": USER_SNAPSHOT_VERSION,
-        "user": st.to_state(engine.catalog.ids),
-        "factors": None if u is None else [float(x) for x in u],
-    }
-
-
-def restore_user(engine: Engine, user_id: str, snap: dict[str, Any]) -> None:
-    """Install a user's snapshot in the engine, replacing whatever it held about the user."""
-    engine.users[user_id] = UserState.from_state(snap["user"], engine.item_index)
-    engine.drop_cached(user_id)
-    if snap.get("factors") is not None:
-        engine.factors.users[user_id] = np.asarray(snap["factors"], dtype=np.float32)
-    else:
-        engine.factors.users.pop(user_id, None)
-
-
-def evict_user(engine: Engine, user_id: str) -> None:
-    """Drop a user from memory (not a forget: the table still holds them)."""
-    engine.users.pop(user_id, None)
-    engine.factors.users.pop(user_id, None)
-    engine.drop_cached(user_id)
 
 
 class EngineAdapter:
@@ -136,8 +103,7 @@ class EngineAdapter:
     ) -> None:
         self.engine = engine
         self.origin = origin or uuid.uuid4().hex
-        self.delta_dedup = delta_dedup
-        self._applied: dict[str, None] = {}
+        self.delta_dedup = engine.applied.cap = delta_dedup
         self._user_partition: dict[str, int] = {}
         self._outboxes: dict[str, list[tuple[str, Out]]] = {}
         self._batch_outbox: dict[str, list[tuple[str, Out]]] | None = None
@@ -177,6 +143,12 @@ class EngineAdapter:
         ``table`` maps a user id (bytes) to the user's snapshot (JSON bytes); in a worker it is
         a faust table backed by a changelog topic, in a test any dict.
 
+        A forget erases the user everywhere a worker holds them (``Engine.forget_step``): the
+        user's state and factors; the table keeps only the tombstone (so redelivered older events
+        are not learned again) and the forget's own outputs; the subtracting item deltas travel
+        on ``item-deltas`` like the additions did; the user's last list gets a tombstone on the
+        compacted ``recommendations`` topic; then the receipt goes to ``erasures``.
+
         The snapshot written for an event carries the event's own output records (its
         *outbox*), so that a redelivered event which the table already counts (a duplicate)
         sends them again instead of nothing: that is what makes a crash between the table
@@ -199,70 +171,38 @@ class EngineAdapter:
             return [self.dead_letter(key, value, meta, reason)]
         self._user_partition[msg.user_id] = meta.partition
         self._warm(msg.user_id, user_key, table)
-        if isinstance(msg, ForgetUser):
-            return self._forget(msg, user_key, table)
-        self.counts["events"] += 1
-        deltas = self.engine.user_step(msg)
-        if deltas is None:
+        is_forget = isinstance(msg, ForgetUser)
+        if not is_forget:
+            self.counts["events"] += 1
+        step = self.engine.step(msg, t0)
+        if step.duplicate:
             self.counts["duplicates"] += 1
-            return self._resend(msg.user_id, msg.event_id)
+            return self._resend(msg.user_id, step.output_id)
+        if is_forget:  # the user's earlier outputs must not be sent again
+            self._outboxes.pop(msg.user_id, None)
+            if self._batch_outbox is not None:
+                self._batch_outbox.pop(msg.user_id, None)
         outs = []
-        if self._first_application(msg.user_id, msg.event_id):
-            self.engine.apply_item_deltas(deltas)
-            if not deltas.is_empty():
-                value = encode_item_deltas(deltas, msg.user_id, msg.event_id, self.origin)
-                outs.append(Out(ITEM_DELTAS, user_key, value))
-        recs = self.engine.publish(msg.user_id, msg.event_id, t0)
-        headers = {}
-        if meta.timestamp_ms is not None:
-            headers[TRIGGER_TS_HEADER] = str(int(meta.timestamp_ms)).encode()
-        outs.append(Out(RECOMMENDATIONS, user_key, recs.to_json(), headers))
+        if step.deltas is not None:
+            value = encode_item_deltas(step.deltas, msg.user_id, step.output_id, self.origin)
+            outs.append(Out(ITEM_DELTAS, user_key, value))
+        if step.recs is not None:
+            headers = {}
+            if meta.timestamp_ms is not None:
+                headers[TRIGGER_TS_HEADER] = str(int(meta.timestamp_ms)).encode()
+            outs.append(Out(RECOMMENDATIONS, user_key, step.recs.to_json(), headers))
+        if step.receipt is not None:
+            outs.append(Out(RECOMMENDATIONS, user_key, None))  # the list's tombstone
+            outs.append(Out(ERASURES, user_key, step.receipt.to_json()))
         # after publish: the snapshot holds the head of the list just shown (fusion learns from it)
-        self._save(msg.user_id, user_key, table, [(msg.event_id, o) for o in outs])
-        self._note_returned(msg.user_id, msg.event_id)
-        self.counts["published"] += 1
-        return outs
-
-    def _forget(
-        self, msg: ForgetUser, user_key: bytes, table: MutableMapping[bytes, bytes]
-    ) -> list[Out]:
-        """Erase the user everywhere a worker holds them, and say so.
-
-        - the engine's user state and factors (``Engine.forget_step``), and the table, which
-          keeps only the tombstone (the time of the forget, so redelivered older events are
-          not learned again) and the forget's own outputs until they are delivered;
-        - the user's co-counts and popularity, in every worker: the subtracting item deltas
-          travel on ``item-deltas`` like the additions did (and are applied once per worker:
-          the forget's id joins the applied-event ids);
-        - the user's last list, on the compacted ``recommendations`` topic (a tombstone);
-        - then the receipt goes to ``erasures``.
-
-        A redelivered forget that the table already holds erases nothing more: it sends its
-        outputs again if they may not have gone out (like a redelivered event).
-        """
-        forget_id = f"forget@{msg.ts.timestamp()!r}"
-        done = self.engine.users.get(msg.user_id)
-        if done is not None and done.forgotten_at is not None:
-            if msg.ts.timestamp() <= done.forgotten_at:
-                self.counts["duplicates"] += 1
-                return self._resend(msg.user_id, forget_id)
-        receipt, deltas = self.engine.forget_step(msg)
-        self._outboxes.pop(msg.user_id, None)
-        if self._batch_outbox is not None:
-            self._batch_outbox.pop(msg.user_id, None)
-        outs = []
-        if self._first_application(msg.user_id, forget_id):
-            self.engine.apply_item_deltas(deltas)
-            if not deltas.is_empty():
-                value = encode_item_deltas(deltas, msg.user_id, forget_id, self.origin)
-                outs.append(Out(ITEM_DELTAS, user_key, value))
-        outs.append(Out(RECOMMENDATIONS, user_key, None))
-        outs.append(Out(ERASURES, user_key, receipt.to_json()))
-        self._save(msg.user_id, user_key, table, [(forget_id, o) for o in outs])
-        self._note_returned(msg.user_id, forget_id)
-        self._user_partition.pop(msg.user_id, None)
-        self.counts["forgets"] += 1
-        log.info("forgot a user: %s", receipt.erased)
+        self._save(msg.user_id, user_key, table, [(step.output_id, o) for o in outs])
+        self._note_returned(msg.user_id, step.output_id)
+        if is_forget:
+            self._user_partition.pop(msg.user_id, None)
+            self.counts["forgets"] += 1
+            log.info("forgot a user: %s", step.receipt.erased if step.receipt else None)
+        else:
+            self.counts["published"] += 1
         return outs
 
     def begin_batch(self) -> None:
@@ -299,7 +239,7 @@ class EngineAdapter:
         else:
             box = list(outs)
         self._outboxes[user_id] = box
-        snap = user_snapshot(self.engine, user_id)
+        snap = self.engine.snapshot_user(user_id)
         assert snap is not None
         snap["outbox"] = [
             {
@@ -323,12 +263,10 @@ class EngineAdapter:
             if eid != event_id:
                 continue
             if o.stage == ITEM_DELTAS:
-                if not self._first_application(user_id, event_id):
+                origin, _, _, deltas = decode_item_deltas(o.value)
+                replicated = origin != self.origin
+                if not self.engine.apply_once(user_id, event_id, deltas, replicated=replicated):
                     continue
-                d = json.loads(o.value)
-                self.engine.apply_item_deltas(
-                    ItemDeltas.from_dict(d["deltas"]), replicated=d.get("origin") != self.origin
-                )
             outs.append(o)
         if outs:
             self.counts["resent"] += len(outs)
@@ -344,12 +282,12 @@ class EngineAdapter:
 
     def _warm(self, user_id: str, user_key: bytes, table: MutableMapping[bytes, bytes]) -> None:
         """Load the user's snapshot when this engine does not hold the user."""
-        if user_id in self.engine.users:
+        if self.engine.holds_user(user_id):
             return
         raw = table.get(user_key)
         if raw is not None:
             snap = json.loads(raw)
-            restore_user(self.engine, user_id, snap)
+            self.engine.restore_user(user_id, snap)
             self._outboxes[user_id] = [
                 (
                     b["event_id"],
@@ -363,16 +301,6 @@ class EngineAdapter:
                 for b in snap.get("outbox") or ()
             ]
 
-    def _first_application(self, user_id: str, event_id: str) -> bool:
-        """Remember an event's deltas as applied; False when they already were."""
-        k = f"{user_id}\x00{event_id}"
-        if k in self._applied:
-            return False
-        self._applied[k] = None
-        if len(self._applied) > self.delta_dedup:
-            del self._applied[next(iter(self._applied))]
-        return True
-
     def evict_partitions(self, partitions: Iterable[int]) -> int:
         """Drop from memory the users of partitions this worker no longer owns.
 
@@ -382,7 +310,7 @@ class EngineAdapter:
         gone = set(partitions)
         users = [u for u, p in self._user_partition.items() if p in gone]
         for u in users:
-            evict_user(self.engine, u)
+            self.engine.evict_user(u)
             self._outboxes.pop(u, None)
             del self._user_partition[u]
         return len(users)
@@ -507,16 +435,15 @@ class EngineAdapter:
             if raw is None:
                 continue
             try:
-                d = json.loads(raw)
-                origin, user_id, event_id = d["origin"], d["user_id"], d["event_id"]
-                deltas = ItemDeltas.from_dict(d["deltas"])
+                origin, user_id, event_id, deltas = decode_item_deltas(raw)
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("skipping an unreadable %s record: %s", ITEM_DELTAS, exc)
                 continue
-            if origin == self.origin or not self._first_application(user_id, event_id):
+            if origin == self.origin or not self.engine.apply_once(
+                user_id, event_id, deltas, replicated=True
+            ):
                 self.counts["deltas_skipped"] += 1
                 continue
-            self.engine.apply_item_deltas(deltas, replicated=True)
             n += 1
         self.counts["deltas_replicated"] += n
         return n

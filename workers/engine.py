@@ -15,13 +15,12 @@ additive, so applying the same deltas in any order gives the same counts.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from array import array
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,252 +53,24 @@ from workers.ranker import (
     fuse_and_rank,
 )
 from workers.settings import EngineSettings
+from workers.users import (
+    NO_ITEMS,
+    Ledger,
+    UserState,
+    event_hash,
+    events_kept,
+    seen_cap,
+    step_history,
+)
 
 ENGINE_VERSION = "vidrec-engine-1"
+USER_SNAPSHOT_VERSION = 1
 
 log = logging.getLogger(__name__)
 
 
 def event_weights(settings: EngineSettings) -> dict[EventType, float]:
     return {t: float(getattr(settings, f"weight_{t.value}")) for t in EventType}
-
-
-def _hash64(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-
-
-class Ledger:
-    """A user's accepted, weighted events, oldest first: the one record of what the user did.
-
-    The history the ranker reads, the seen set it filters and what a forget subtracts are all
-    derived from it, so nothing about a user is stored twice. An event costs 20 bytes: the
-    catalogue index of the video (engine-local: a snapshot names videos by id), the time and
-    the weight. Capped (``events_kept``): beyond it the oldest events are dropped, and their
-    (long decayed) contributions can no longer be subtracted; ``dropped`` counts them.
-    """
-
-    __slots__ = ("items", "ts", "w", "dropped")
-
-    def __init__(
-        self,
-        items: Iterable[int] = (),
-        ts: Iterable[float] = (),
-        w: Iterable[float] = (),
-        dropped: int = 0,
-    ) -> None:
-        self.items = array("i", items)
-        self.ts = array("d", ts)
-        self.w = array("d", w)
-        self.dropped = dropped
-
-    def append(self, item: int, ts: float, w: float, cap: int) -> None:
-        self.items.append(item)
-        self.ts.append(ts)
-        self.w.append(w)
-        over = len(self.items) - cap
-        if over > 0:
-            del self.items[:over], self.ts[:over], self.w[:over]
-            self.dropped += over
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def total(self) -> int:
-        """Events ever appended: changes on every append, so it keys what is derived."""
-        return len(self.items) + self.dropped
-
-    def rows(self, ids: Sequence[str]) -> Iterator[tuple[str, float, float]]:
-        """``(video_id, ts, weight)`` oldest first; ``ids`` is the catalogue's id list."""
-        return zip([ids[i] for i in self.items], self.ts, self.w, strict=True)
-
-    def history(self, n: int) -> list[tuple[int, float, float]]:
-        """The ``n`` most recent positive items as ``(item, ts, weight)``, most recent first.
-
-        What ``step_history`` builds event by event, read backwards from the ledger: a run of
-        positive events on the same item (play -> complete -> like) is one entry with the run's
-        first time and its largest weight; negative events are not part of it.
-        """
-        items, ts, w = self.items, self.ts, self.w
-        out: list[tuple[int, float, float]] = []
-        cur_item, cur_ts, cur_w = -1, 0.0, 0.0
-        for i in range(len(items) - 1, -1, -1):
-            wi = w[i]
-            if wi <= 0:
-                continue
-            it = items[i]
-            if it == cur_item:
-                cur_ts = ts[i]
-                if wi > cur_w:
-                    cur_w = wi
-                continue
-            if cur_item >= 0:
-                out.append((cur_item, cur_ts, cur_w))
-                if len(out) == n:
-                    return out
-            cur_item, cur_ts, cur_w = it, ts[i], wi
-        if cur_item >= 0:
-            out.append((cur_item, cur_ts, cur_w))
-        return out
-
-    def seen(self, cap: int) -> np.ndarray:
-        """The distinct items of the last ``cap`` events, sorted: what is not shown again."""
-        tail = np.frombuffer(self.items, dtype=np.int32)[-cap:] if self.items else _NO_ITEMS32
-        return np.unique(tail)
-
-    def seen_recent(self, cap: int, n: int) -> list[int]:
-        """Up to ``n`` of those items, the most recently seen first."""
-        out: list[int] = []
-        for it in reversed(self.items[-cap:]):
-            if it not in out:
-                out.append(it)
-                if len(out) == n:
-                    break
-        return out
-
-    def to_state(self, ids: Sequence[str]) -> dict[str, Any]:
-        return {
-            "items": [ids[i] for i in self.items],
-            "ts": list(self.ts),
-            "w": list(self.w),
-            "dropped": self.dropped,
-        }
-
-    @classmethod
-    def from_state(cls, s: dict[str, Any] | None, index_of: Callable[[str, float], int]) -> Ledger:
-        """``index_of(video_id, ts)``: the engine's catalogue index, registering unknown ids."""
-        if not s:
-            return cls()
-        return cls(
-            [index_of(v, t) for v, t in zip(s["items"], s["ts"], strict=True)],
-            s["ts"],
-            s["w"],
-            s.get("dropped", 0),
-        )
-
-
-def step_history(
-    history: deque, vid: Any, ts: float, w: float, history_len: int
-) -> tuple[bool, list[tuple[Any, float, float]]]:
-    """How one positive event changes a user's history (most recent first), in place.
-
-    Returns whether the event co-counts (``False`` when it only strengthens the item just
-    watched: play -> complete -> like) and the history it co-counts with. The forget replays
-    the user's ledger through it to recompute exactly the co-counts the user contributed;
-    ``Ledger.history`` reads the same history backwards.
-    """
-    if history and history[0][0] == vid:
-        _, hts, hw = history[0]
-        history[0] = (vid, hts, max(hw, w))
-        return False, []
-    before = list(history)
-    history.appendleft((vid, ts, w))
-    while len(history) > history_len:
-        history.pop()
-    return True, before
-
-
-def seen_cap(settings: EngineSettings) -> int:
-    """How many distinct videos a user's seen set holds (the ledger keeps at least as many
-    events, so an overflowing seen set can be rebuilt from the most recent ones)."""
-    return settings.seen_max
-
-
-def events_kept(settings: EngineSettings) -> int:
-    """A user's ledger length: what a forget needs, and at least what the seen set needs."""
-    return max(settings.erase_ledger_len, seen_cap(settings))
-
-
-def _new_dedup() -> array:
-    return array("Q")
-
-
-def _new_recs() -> array:
-    return array("i")
-
-
-def _new_seen() -> np.ndarray:
-    return np.zeros(0, dtype=np.int32)
-
-
-@dataclass(slots=True)  # no per-instance __dict__: one is held per user
-class UserState:
-    """Everything held about one user; every collection is capped by a setting.
-
-    Kept small because it is held for every user within the TTL: one ledger of weighted
-    events from which history and seen set are derived, event-id hashes and the last list as
-    machine words in arrays. Video indices are the engine's own, so a user's state leaves the
-    engine only through ``to_state(ids)``, which names videos by id.
-    """
-
-    ledger: Ledger = field(default_factory=Ledger)  # weighted events, oldest first
-    dedup: array = field(default_factory=_new_dedup)  # hashes of recent event ids, oldest first
-    last_recs: array = field(default_factory=_new_recs)  # the last published list (indices)
-    # every video the user acted on (sorted, distinct, 4 bytes each): never recommended again
-    seen: np.ndarray = field(default_factory=_new_seen)
-    last_ts: float = 0.0
-    events: int = 0
-    forgotten_at: float | None = None  # events up to this time were erased: never relearn them
-
-    def to_state(self, ids: Sequence[str]) -> dict[str, Any]:
-        """JSON-able; ``ids`` is the engine's catalogue id list."""
-        return {
-            "forgotten_at": self.forgotten_at,
-            "ledger": self.ledger.to_state(ids),
-            "dedup": list(self.dedup),
-            "last_recs": [ids[i] for i in self.last_recs],
-            "seen": [ids[i] for i in self.seen],
-            "last_ts": self.last_ts,
-            "events": self.events,
-        }
-
-    @classmethod
-    def from_state(cls, s: dict[str, Any], index_of: Callable[[str, float], int]) -> UserState:
-        """``index_of(video_id, ts)``: the engine's catalogue index, registering unknown ids."""
-        ledger = Ledger.from_state(s.get("ledger"), index_of)
-        if not ledger and s.get("history"):
-            # a snapshot from before the ledger held everything: its history, oldest first
-            rows = list(reversed(s["history"]))
-            ledger = Ledger([index_of(v, t) for v, t, _ in rows], [r[1] for r in rows],
-                            [r[2] for r in rows])  # fmt: skip
-        if "seen" in s:
-            seen = np.unique(np.array([index_of(v, s["last_ts"]) for v in s["seen"]], np.int32))
-        else:  # a snapshot from before the seen set was kept apart: its ledger's videos
-            seen = np.unique(np.frombuffer(ledger.items, dtype=np.int32))
-        return cls(
-            ledger,
-            array("Q", s["dedup"]),
-            array("i", [index_of(v, s["last_ts"]) for v in s["last_recs"]]),
-            seen.astype(np.int32),
-            s["last_ts"],
-            s["events"],
-            s.get("forgotten_at"),
-        )
-
-    def mark_seen(self, item: int, cap: int) -> None:
-        """Add ``item`` to the seen set; past ``cap`` videos, keep the most recently acted on.
-
-        A sorted array, not a set: 4 bytes a video instead of ~60, and the ranker filters
-        candidates against it with one ``searchsorted``.
-        """
-        seen = self.seen
-        p = int(seen.searchsorted(item))
-        if p < len(seen) and seen[p] == item:
-            return
-        self.seen = np.insert(seen, p, np.int32(item))
-        if len(self.seen) > cap:
-            self.seen = np.sort(np.array(self.ledger.seen_recent(len(self.ledger), cap), np.int32))
-
-    def has_event(self, h: int) -> bool:
-        """Whether the event-id hash ``h`` is among the remembered ones (one numpy scan)."""
-        if not self.dedup:
-            return False
-        return bool((np.frombuffer(self.dedup, dtype=np.uint64) == np.uint64(h)).any())
-
-    def remember_event(self, h: int, cap: int) -> None:
-        self.dedup.append(h)
-        if len(self.dedup) > cap:
-            del self.dedup[: len(self.dedup) - cap]
 
 
 @dataclass
@@ -317,6 +88,46 @@ class CachedCandidates:
     videos_version: int
     content: np.ndarray
     mf: np.ndarray
+
+
+class AppliedEvents:
+    """The events whose item deltas this engine has applied, so each is applied once.
+
+    A worker meets the same event's deltas up to three ways: its own user step, a resend of
+    its outbox after a crash, and replication from ``item-deltas``. Bounded: the oldest ids
+    are forgotten first, and a forgotten one can only mean a duplicate much later than any
+    redelivery Kafka makes.
+    """
+
+    def __init__(self, cap: int = 100_000) -> None:
+        self.cap = cap
+        self._ids: dict[str, None] = {}
+
+    def first(self, user_id: str, event_id: str) -> bool:
+        """Remember the event as applied; ``False`` when it already was."""
+        k = f"{user_id}\x00{event_id}"
+        if k in self._ids:
+            return False
+        self._ids[k] = None
+        if len(self._ids) > self.cap:
+            del self._ids[next(iter(self._ids))]
+        return True
+
+
+@dataclass(slots=True)
+class Step:
+    """What one user record did, for the caller to ship: the streaming worker's one door.
+
+    ``deltas`` are already applied to this engine; they are set only when other engines still
+    need them (the first application of a non-empty set). ``recs`` is the user's fresh list
+    (an event), ``receipt`` the erasure receipt (a forget). A ``duplicate`` did nothing.
+    """
+
+    output_id: str  # what the outputs are filed under: the event id, or ``forget@<ts>``
+    duplicate: bool = False
+    deltas: ItemDeltas | None = None
+    recs: Recommendations | None = None
+    receipt: ErasureReceipt | None = None
 
 
 class Engine:
@@ -391,6 +202,7 @@ class Engine:
         self._videos_version = 0
         self._since_sweep = 0
         self._view_memo: tuple[UserState, int, list, np.ndarray] | None = None
+        self.applied = AppliedEvents()
 
     def _feature_on(self, f: str) -> bool:
         src = set(self.cfg.sources)
@@ -455,6 +267,71 @@ class Engine:
         self.apply_item_deltas(deltas)
         return self.publish(event.user_id, event.event_id, t0)
 
+    def step(self, msg: UserEvent | ForgetUser, t0: float) -> Step:
+        """Handle one user record as a worker does: learn, apply item deltas once, rank.
+
+        The difference from ``on_event``: item deltas are applied once per event id however
+        often the record comes (redelivery, replication), and the result says what to ship.
+        """
+        if isinstance(msg, ForgetUser):
+            return self._forget_once(msg)
+        deltas = self.user_step(msg)
+        if deltas is None:
+            return Step(msg.event_id, duplicate=True)
+        ship = self.apply_once(msg.user_id, msg.event_id, deltas) and not deltas.is_empty()
+        recs = self.publish(msg.user_id, msg.event_id, t0)
+        return Step(msg.event_id, deltas=deltas if ship else None, recs=recs)
+
+    def _forget_once(self, msg: ForgetUser) -> Step:
+        forget_id = f"forget@{msg.ts.timestamp()!r}"
+        done = self.users.get(msg.user_id)
+        if done is not None and done.forgotten_at is not None:
+            if msg.ts.timestamp() <= done.forgotten_at:
+                return Step(forget_id, duplicate=True)
+        receipt, deltas = self.forget_step(msg)
+        ship = self.apply_once(msg.user_id, forget_id, deltas) and not deltas.is_empty()
+        return Step(forget_id, deltas=deltas if ship else None, receipt=receipt)
+
+    def apply_once(
+        self, user_id: str, event_id: str, deltas: ItemDeltas, *, replicated: bool = False
+    ) -> bool:
+        """Apply an event's item deltas unless this engine already has; ``True`` if applied now."""
+        if not self.applied.first(user_id, event_id):
+            return False
+        self.apply_item_deltas(deltas, replicated=replicated)
+        return True
+
+    # -- user snapshots (what a worker's table holds per user) -----------------------------------
+    def holds_user(self, user_id: str) -> bool:
+        return user_id in self.users
+
+    def snapshot_user(self, user_id: str) -> dict[str, Any] | None:
+        """Everything held about one user, JSON-able; ``None`` for a user not held."""
+        st = self.users.get(user_id)
+        if st is None:
+            return None
+        u = self.factors.users.get(user_id)
+        return {
+            "v": USER_SNAPSHOT_VERSION,
+            "user": st.to_state(self.catalog.ids),
+            "factors": None if u is None else [float(x) for x in u],
+        }
+
+    def restore_user(self, user_id: str, snap: dict[str, Any]) -> None:
+        """Install a user's snapshot, replacing whatever was held about the user."""
+        self.users[user_id] = UserState.from_state(snap["user"], self.item_index)
+        self.drop_cached(user_id)
+        if snap.get("factors") is not None:
+            self.factors.users[user_id] = np.asarray(snap["factors"], dtype=np.float32)
+        else:
+            self.factors.users.pop(user_id, None)
+
+    def evict_user(self, user_id: str) -> None:
+        """Drop a user from memory (not a forget: a worker's table still holds them)."""
+        self.users.pop(user_id, None)
+        self.factors.users.pop(user_id, None)
+        self.drop_cached(user_id)
+
     def publish(self, user_id: str, trigger_event_id: str | None, t0: float) -> Recommendations:
         """Rank for the user, remember the head of the ranking, and build the message.
 
@@ -484,7 +361,7 @@ class Engine:
             st = self.users[event.user_id] = UserState()
         if st.forgotten_at is not None and ts <= st.forgotten_at:
             return None  # a redelivered event from before the user asked to be forgotten
-        h = _hash64(event.event_id)
+        h = event_hash(event.event_id)
         if st.has_event(h):
             return None
         st.remember_event(h, s.dedup_len)
@@ -590,7 +467,7 @@ class Engine:
             pool = self._neg_pool
         if not pool:
             return []
-        draws = _splitmix64(_hash64(f"{self.settings.seed}:{event_id}"), n * 2)
+        draws = _splitmix64(event_hash(f"{self.settings.seed}:{event_id}"), n * 2)
         picks = [pool[d % len(pool)] for d in draws]
         unseen = ~_in_sorted(np.array(picks, dtype=np.int64), seen)
         out = []
@@ -828,7 +705,7 @@ class Engine:
         """Rank candidates for the user; ``cache`` reuses (and keeps) the user's candidate sets."""
         cfg = self.cfg
         st = self.users.get(user_id)
-        hist, seen = self.user_view(st) if st is not None else ([], _NO_ITEMS32)
+        hist, seen = self.user_view(st) if st is not None else ([], NO_ITEMS)
         cands: list[np.ndarray] = []
         cooc = _NO_COOC
         if "cooc" in cfg.sources and hist:
@@ -908,7 +785,7 @@ class Engine:
         """
         cfg = self.cfg
         if self.index is None or len(self.catalog) <= self._memory_search_max():
-            seen = self.user_view(st)[1] if st is not None else _NO_ITEMS32
+            seen = self.user_view(st)[1] if st is not None else NO_ITEMS
             return self._content_candidates_in_memory(profile, seen)
         from workers.index import VideoIndexError
 
@@ -1020,7 +897,6 @@ class Engine:
 
 _NO_COOC = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
-_NO_ITEMS32 = np.zeros(0, dtype=np.int32)
 
 
 _MASK64 = (1 << 64) - 1
