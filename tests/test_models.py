@@ -1,8 +1,9 @@
 """One contract suite over every stateful model, plus model-specific behaviour.
 
-The contract (river's ``checks`` habit): scoring never creates state; a snapshot round trip
-gives identical output; the same inputs and seed give the same output; learning a planted
-signal makes the model rank it first.
+The contract (``workers.models.OnlineModel``, river's ``checks`` habit), run over every model as
+it is: scoring never creates state; a snapshot round trip gives identical output; the same
+inputs and seed give the same output; the user step plus the item step is ``learn_one``;
+learning moves the scores; forgetting a user leaves what a stranger gets.
 """
 
 from __future__ import annotations
@@ -14,135 +15,142 @@ import pytest
 
 from workers.cooc import CoOccurrence
 from workers.factors import Factors
+from workers.models import Observation, OnlineModel
 from workers.popularity import Popularity
 
 DAY = 86400.0
 
 
 def _stream(seed: int = 0, n_users: int = 40, n_items: int = 30, n_events: int = 600):
-    """Planted structure: users of group g watch items of group g (items i % 3 == g)."""
+    """Planted structure: users of group g watch items of group g (items i % 3 == g).
+
+    Each event comes as the engine hands it to a model: with the user's recent items (most
+    recent first) and a few sampled negatives.
+    """
     rng = np.random.default_rng(seed)
-    events = []
+    hist: dict[str, list] = {}
+    out = []
     for n in range(n_events):
         u = int(rng.integers(n_users))
-        g = u % 3
-        item = int(rng.choice([i for i in range(n_items) if i % 3 == g]))
-        events.append((f"u{u}", item, 1000.0 + n * 60.0))
-    return events
+        item = int(rng.choice([i for i in range(n_items) if i % 3 == u % 3]))
+        ts = 1000.0 + n * 60.0
+        h = hist.setdefault(f"u{u}", [])
+        negs = [int(j) for j in rng.integers(0, n_items, size=4)]
+        out.append(Observation(f"u{u}", item, ts, 1.0, tuple(h[:10]), negs))
+        h.insert(0, (item, ts, 1.0))
+    return out
 
 
-class CoocAdapter:
-    name = "cooc"
-
-    def make(self):
-        return CoOccurrence(window=5, topk=20)
-
-    def learn(self, model, events):
-        hist: dict[str, list] = {}
-        for u, i, ts in events:
-            h = hist.setdefault(u, [])
-            model.learn_one(h, i, ts, 1.0)
-            h.insert(0, (i, ts, 1.0))
-
-    def score(self, model, user_hist_item):
-        return model.score_history([(user_hist_item, 0.0, 1.0)])
-
-    def state_size(self, model):
-        return (len(model._nb), len(model._total))
+def _factors() -> Factors:
+    m = Factors(dim=8, lr=0.1, content_dim=0, seed=3)
+    for i in range(30):
+        m.add_item(i)
+    return m
 
 
-class FactorsAdapter:
-    name = "factors"
-
-    def make(self):
-        m = Factors(dim=8, lr=0.1, content_dim=0, seed=3)
-        for i in range(30):
-            m.add_item(i)
-        return m
-
-    def learn(self, model, events):
-        rng = np.random.default_rng(1)
-        for u, i, _ts in events:
-            model.learn_one(u, i, [int(j) for j in rng.integers(0, 30, size=4)])
-
-    def score(self, model, user_hist_item):
-        s = model.score_many("u0", np.arange(30))
-        return {i: float(x) for i, x in enumerate(s)}
-
-    def state_size(self, model):
-        return (len(model.users), len(model.items))
+MODELS = {
+    "cooc": lambda: CoOccurrence(window=5, topk=20),
+    "factors": _factors,
+    "popularity": lambda: Popularity(half_life_s=DAY, refresh_every=10),
+}
+ITEMS = np.arange(30)
 
 
-class PopularityAdapter:
-    name = "popularity"
-
-    def make(self):
-        return Popularity(half_life_s=DAY, refresh_every=10)
-
-    def learn(self, model, events):
-        for _u, i, ts in events:
-            model.learn_one(i, ts)
-
-    def score(self, model, user_hist_item):
-        s = model.normalised(np.arange(30))
-        return {i: float(x) for i, x in enumerate(s)} | {"top": model.trending(5).tolist()}
-
-    def state_size(self, model):
-        return (len(model.counts),)
+def _learn(model: OnlineModel, observations) -> None:
+    for obs in observations:
+        model.learn_one(obs)
 
 
-ADAPTERS = [CoocAdapter(), FactorsAdapter(), PopularityAdapter()]
+def _query(observations, user: str = "u0") -> Observation:
+    """What the model is asked about a user: their last action and history."""
+    last = [o for o in observations if o.user == user][-1]
+    return Observation(user, None, last.ts, history=((last.item, last.ts, 1.0), *last.history))
 
 
-@pytest.fixture(params=ADAPTERS, ids=lambda a: a.name)
-def adapter(request):
-    return request.param
+@pytest.fixture(params=list(MODELS), ids=str)
+def make(request):
+    return MODELS[request.param]
 
 
-def test_scoring_creates_no_state(adapter):
-    model = adapter.make()
-    adapter.learn(model, _stream()[:200])
-    before = copy.deepcopy(adapter.state_size(model))
+def test_every_model_keeps_the_protocol(make):
+    assert isinstance(make(), OnlineModel)
+
+
+def test_scoring_creates_no_state(make):
+    model = make()
+    obs = _stream()[:200]
+    _learn(model, obs)
     snapshot = copy.deepcopy(model.to_state())
-    adapter.score(model, 999)  # an item never seen
-    if isinstance(model, Factors):
-        assert model.score_many("never-seen-user", np.arange(5)).tolist() == [0.0] * 5
-        assert model.top("never-seen-user", 5, 30) == []
-    assert adapter.state_size(model) == before
+    model.score_many(_query(obs), ITEMS)
+    stranger = Observation("never-seen-user", None, 0.0, history=((999, 0.0, 1.0),))
+    cold = model.score_many(stranger, np.array([0, 1, 999]))
+    assert cold.shape == (3,) and np.isfinite(cold).all()
     assert _equal(model.to_state(), snapshot)
 
 
-def test_snapshot_round_trip_gives_identical_scores(adapter):
-    model = adapter.make()
-    adapter.learn(model, _stream())
+def test_snapshot_round_trip_gives_identical_scores(make):
+    model = make()
+    obs = _stream()
+    _learn(model, obs)
     clone = type(model).from_state(copy.deepcopy(model.to_state()))
-    assert adapter.score(clone, 0) == adapter.score(model, 0)
-    # and both keep learning identically
-    more = _stream(seed=9)[:100]
-    adapter.learn(model, more)
-    adapter.learn(clone, more)
-    assert adapter.score(clone, 0) == adapter.score(model, 0)
+    q = _query(obs)
+    assert model.score_many(q, ITEMS).tolist() == clone.score_many(q, ITEMS).tolist()
+    more = _stream(seed=9)[:100]  # and both keep learning identically
+    _learn(model, more)
+    _learn(clone, more)
+    assert model.score_many(q, ITEMS).tolist() == clone.score_many(q, ITEMS).tolist()
 
 
-def test_same_inputs_same_output(adapter):
-    a, b = adapter.make(), adapter.make()
-    adapter.learn(a, _stream(seed=4))
-    adapter.learn(b, _stream(seed=4))
-    assert adapter.score(a, 0) == adapter.score(b, 0)
+def test_same_inputs_same_output(make):
+    a, b = make(), make()
+    _learn(a, _stream(seed=4))
+    _learn(b, _stream(seed=4))
+    q = _query(_stream(seed=4))
+    assert a.score_many(q, ITEMS).tolist() == b.score_many(q, ITEMS).tolist()
+
+
+def test_the_two_steps_are_learn_one(make):
+    """What a worker does (user step here, item step wherever the deltas land) is learn_one."""
+    whole, split = make(), make()
+    obs = _stream(seed=5)
+    _learn(whole, obs)
+    for o in obs:
+        split.apply_many(split.deltas_one(o))
+    assert _equal(whole.to_state(), split.to_state())
+
+
+def test_learning_moves_the_scores(make):
+    model = make()
+    obs = _stream(seed=6)
+    q = _query(obs)
+    before = model.score_many(q, ITEMS)
+    _learn(model, obs)
+    assert not np.array_equal(model.score_many(q, ITEMS), before)
+
+
+def test_forgetting_a_user_leaves_what_a_stranger_gets(make):
+    model = make()
+    obs = _stream(seed=7)
+    _learn(model, obs)
+    held = model.forget_user("u0")
+    assert held == isinstance(model, Factors)  # only the factors hold anything per user
+    alone = Observation("u0", None, 0.0)
+    stranger = Observation("nobody", None, 0.0)
+    assert model.score_many(alone, ITEMS).tolist() == model.score_many(stranger, ITEMS).tolist()
 
 
 def test_cooc_learns_planted_neighbours():
     model = CoOccurrence(window=5, topk=20)
-    CoocAdapter().learn(model, _stream())
+    _learn(model, _stream())
     nb = model.neighbours(0)  # group 0
     top = sorted(nb, key=nb.get, reverse=True)[:5]
     assert all(i % 3 == 0 for i in top)
 
 
 def test_factors_learn_planted_groups():
-    model = FactorsAdapter().make()
-    FactorsAdapter().learn(model, _stream(n_events=3000))
-    s = model.score_many("u0", np.arange(30))  # u0 is in group 0
+    model = _factors()
+    _learn(model, _stream(n_events=3000))
+    s = model.score_user("u0", np.arange(30))  # u0 is in group 0
     own = s[[i for i in range(30) if i % 3 == 0]].mean()
     other = s[[i for i in range(30) if i % 3 != 0]].mean()
     assert own > other + 0.1
@@ -150,16 +158,17 @@ def test_factors_learn_planted_groups():
 
 def test_cooc_decays_with_time_and_stays_bounded():
     model = CoOccurrence(window=3, topk=4, half_life_s=DAY)
-    model.learn_one([(1, 0.0, 1.0)], 2, 0.0, 1.0)
+    model.learn_one(Observation("u", 2, 0.0, 1.0, [(1, 0.0, 1.0)]))
     c0 = model.count(1, 2, 0.0)
     assert model.count(1, 2, DAY) == pytest.approx(c0 / 2)
     for j in range(3, 40):
-        model.learn_one([(1, j * 10.0, 1.0)], j, j * 10.0 + 1, 1.0)
+        model.learn_one(Observation("u", j, j * 10.0 + 1, 1.0, [(1, j * 10.0, 1.0)]))
     assert len(model.neighbours(1)) <= 2 * model.topk
 
 
 def test_cooc_deltas_commute_and_subtract_exactly():
-    deltas = CoOccurrence().deltas_one([(1, 0.0, 1.0), (2, 0.0, 1.0)], 3, 60.0, 2.0)
+    obs = Observation("u", 3, 60.0, 2.0, [(1, 0.0, 1.0), (2, 0.0, 1.0)])
+    deltas = CoOccurrence().deltas_one(obs)
     a, b = CoOccurrence(), CoOccurrence()
     a.apply_many(deltas)
     b.apply_many(list(reversed(deltas)))
@@ -170,8 +179,8 @@ def test_cooc_deltas_commute_and_subtract_exactly():
 
 def test_cooc_rebase_keeps_relative_counts():
     model = CoOccurrence(half_life_s=1.0)
-    model.learn_one([(1, 0.0, 1.0)], 2, 0.0, 1.0)
-    model.learn_one([(1, 100.0, 1.0)], 3, 100.0, 1.0)  # forces a rebase (2**100)
+    model.learn_one(Observation("u", 2, 0.0, 1.0, [(1, 0.0, 1.0)]))
+    model.learn_one(Observation("u", 3, 100.0, 1.0, [(1, 100.0, 1.0)]))  # a rebase (2**100)
     assert model.count(1, 3, 100.0) == pytest.approx(1.0)
     assert model.count(1, 2, 100.0) == pytest.approx(2.0**-100, rel=1e-6)
 
@@ -179,9 +188,9 @@ def test_cooc_rebase_keeps_relative_counts():
 def test_popularity_trending_prefers_recent_views():
     pop = Popularity(half_life_s=DAY, refresh_every=1)
     for _ in range(10):
-        pop.learn_one(0, 0.0)
+        pop.learn_one(Observation("u", 0, 0.0))
     for _ in range(3):
-        pop.learn_one(1, 5 * DAY)
+        pop.learn_one(Observation("u", 1, 5 * DAY))
     assert pop.trending(2).tolist() == [1, 0]
 
 
@@ -207,8 +216,8 @@ def _equal(a, b) -> bool:
 
 
 def test_cooc_subtracting_one_users_deltas_leaves_the_others():
-    mine = CoOccurrence().deltas_one([(1, 0.0, 1.0), (2, 0.0, 1.0)], 3, 60.0, 2.0)
-    theirs = CoOccurrence().deltas_one([(1, 0.0, 1.0), (4, 0.0, 1.0)], 3, 90.0, 1.0)
+    mine = CoOccurrence().deltas_one(Observation("a", 3, 60.0, 2.0, [(1, 0.0, 1.0), (2, 0.0, 1)]))
+    theirs = CoOccurrence().deltas_one(Observation("b", 3, 90.0, 1.0, [(1, 0.0, 1.0), (4, 0.0, 1)]))
     both, only = CoOccurrence(), CoOccurrence()
     both.apply_many(mine + theirs)
     only.apply_many(theirs)
@@ -226,7 +235,7 @@ def test_cooc_subtracting_one_users_deltas_leaves_the_others():
 
 def test_cooc_snapshot_round_trip_scores_the_same():
     model = CoOccurrence(window=5, topk=4)
-    CoocAdapter().learn(model, _stream())
+    _learn(model, _stream())
     clone = CoOccurrence.from_state(model.to_state())
     assert clone.to_state()["nb"] == model.to_state()["nb"]
     hist = [(0, 0.0, 1.0), (3, 0.0, 2.0)]
@@ -282,7 +291,6 @@ def test_fusion_learns_which_feature_the_user_follows_and_round_trips():
 
 
 def test_pointwise_factors_learn_planted_groups():
-    from workers.factors import Factors
 
     f = Factors(dim=8, lr=0.1, reg=0.01, content_dim=0, loss="pointwise")
     for i in range(40):
@@ -293,6 +301,6 @@ def test_pointwise_factors_learn_planted_groups():
         group = u % 2  # even users watch even items
         item = int(rng.choice(np.arange(group, 40, 2)))
         negs = [int(j) for j in rng.integers(0, 40, 8)]
-        f.learn_one(f"u{u}", item, negs)
-    s = f.score_many("u0", np.arange(40))
+        f.learn_one(Observation(f"u{u}", item, 0.0, negatives=negs))
+    s = f.score_user("u0", np.arange(40))
     assert s[0::2].mean() > s[1::2].mean() + 0.1  # 0.19 against 0.00 measured

@@ -8,7 +8,7 @@ each item keeps only its ``topk`` strongest neighbours, so memory is bounded by
 counts as float64, 12 bytes an entry) rather than a dict (about 100 bytes an entry): the rows
 are most of the item state, and scoring reads them as arrays anyway.
 
-The learning step is split in two, so that the streaming path can partition it: ``deltas_one``
+The learning step is split in two (``workers.models.OnlineModel``): ``deltas_one``
 is a pure function of one user's history (the user-side step), ``apply_many`` adds deltas to the
 global counts (the item-side step). Counts are additive, so deltas commute: applying the same
 deltas in any order gives the same counts.
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from workers.decay import DecayClock
+from workers.models import Observation
 
 _EMPTY_KEYS = np.zeros(0, dtype=np.int32)
 _EMPTY_VALS = np.zeros(0, dtype=np.float64)
@@ -71,18 +72,13 @@ class CoOccurrence:
         self._last_ts: float | None = None
 
     # -- learning ---------------------------------------------------------------------------
-    def deltas_one(
-        self,
-        history: Sequence[tuple[int, float, float]],
-        item: int,
-        ts: float,
-        weight: float,
-    ) -> list[Delta]:
+    def deltas_one(self, obs: Observation) -> list[Delta]:
         """Co-count increments caused by one positive event (pure: reads no state).
 
-        ``history`` is the user's positive items, most recent first, as ``(item, ts, weight)``,
-        not yet including this event.
+        ``obs.history`` is the user's positive items, most recent first, as
+        ``(item, ts, weight)``, not yet including this event.
         """
+        history, item, ts, weight = obs.history, obs.item, obs.ts, obs.weight
         if weight <= 0:
             return []
         out: list[Delta] = []
@@ -188,14 +184,12 @@ class CoOccurrence:
         else:
             self._nb.pop(a, None)
 
-    def learn_one(
-        self,
-        history: Sequence[tuple[int, float, float]],
-        item: int,
-        ts: float,
-        weight: float,
-    ) -> None:
-        self.apply_many(self.deltas_one(history, item, ts, weight))
+    def learn_one(self, obs: Observation) -> None:
+        self.apply_many(self.deltas_one(obs))
+
+    def forget_user(self, user: Any) -> bool:
+        """Holds nothing per user: a user's co-counts leave as subtracting deltas instead."""
+        return False
 
     def _rebase(self, ts: float) -> None:
         scale = self.clock.rebase(ts)
@@ -216,6 +210,17 @@ class CoOccurrence:
         tb = np.maximum(tb, vals)
         shrink = self.shrink * (self.clock.factor(self._last_ts) if self._last_ts else 1.0)
         return keys, vals / (np.sqrt(self._total[item] * tb) + shrink)
+
+    def score_many(self, query: Observation, items: np.ndarray) -> np.ndarray:
+        """``score_history`` of the query's history, read at ``items`` (0 where none)."""
+        keys, scores = self.score_history_arrays(query.history)
+        items = np.asarray(items, dtype=np.int64)
+        out = np.zeros(len(items), dtype=np.float64)
+        if len(keys):
+            pos = np.minimum(np.searchsorted(keys, items), len(keys) - 1)
+            hit = keys[pos] == items
+            out[hit] = scores[pos[hit]]
+        return out
 
     def neighbours(self, item: int) -> dict[int, float]:
         """Normalised neighbour scores of one item (see ``_row``)."""
@@ -258,18 +263,6 @@ class CoOccurrence:
             return keys, scores  # a row's keys are sorted already
         uniq, inv = np.unique(keys, return_inverse=True)
         return uniq, np.bincount(inv, weights=scores, minlength=len(uniq))
-
-    def forget_item(self, item: int) -> None:
-        self._nb.pop(item, None)
-        if item < len(self._total):
-            self._total[item] = 0.0
-        for a, (keys, vals) in list(self._nb.items()):
-            hit = keys == item
-            if hit.any():
-                if hit.all():
-                    del self._nb[a]
-                else:
-                    self._nb[a] = (keys[~hit], vals[~hit])
 
     def __len__(self) -> int:
         return len(self._nb)

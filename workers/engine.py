@@ -41,6 +41,7 @@ from workers.catalog import Catalog
 from workers.cooc import CoOccurrence
 from workers.decay import half_life_days
 from workers.factors import Factors
+from workers.models import Observation
 from workers.popularity import Popularity
 from workers.ranker import (
     FEATURES,
@@ -394,15 +395,9 @@ class Engine:
             deltas.fusion = self._fusion_rows(event.user_id, st, idx, hist)
         ids = self.catalog.ids
         window = [(ids[i], t, hw) for i, t, hw in hist[: self.cooc.window]]
-        deltas.cooc.extend(self.cooc.deltas_one(window, vid, ts, w))
+        deltas.cooc.extend(self.cooc.deltas_one(Observation(event.user_id, vid, ts, w, window)))
         negs = self._negatives(event.event_id, seen, idx)
-        u, fdeltas = self.factors.deltas_one(
-            event.user_id,
-            idx,
-            negs,
-            weight=w,
-        )
-        self.factors.users[event.user_id] = u
+        fdeltas = self.factors.deltas_one(Observation(event.user_id, idx, ts, w, negatives=negs))
         deltas.factors = [(ids[i], g.tolist(), float(b)) for i, g, b in fdeltas]
         self._neg_pool.append(idx)
         deltas.positive = vid
@@ -644,7 +639,7 @@ class Engine:
                 continue
             counts, before = step_history(history, vid, ts, w, self.settings.history_len)
             if counts:
-                cooc.extend(self.cooc.deltas_one(before, vid, ts, w))
+                cooc.extend(self.cooc.deltas_one(Observation(None, vid, ts, w, before)))
         return cooc, pop
 
     # -- ranking (reads state, never creates any) -------------------------------------------
@@ -680,7 +675,7 @@ class Engine:
                 cfg.profile_decay,
             )
         mf = (
-            self.factors.score_many(user_id, items)
+            self.factors.score_user(user_id, items)
             if "mf" in cfg.sources
             else np.zeros(len(items), dtype=np.float32)
         )

@@ -8,9 +8,9 @@ and item factors live in one contiguous matrix that scores every item at once.
 New items start from their content embedding through a fixed random projection rather than
 from noise, so a video nobody has watched yet already sits near the videos it resembles.
 
-Learning is split like co-occurrence: ``deltas_one`` computes the user's update and the item
-gradients (user-side step); ``apply_many`` adds item gradients to the shared item matrix
-(item-side step).
+Learning is split like co-occurrence (``workers.models.OnlineModel``): ``deltas_one`` moves the
+user's factors and returns the item gradients (user-side step); ``apply_many`` adds item
+gradients to the shared item matrix (item-side step).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
+from workers.models import Observation
 
 ItemDelta = tuple[int, np.ndarray, float]  # (item index, factor gradient, bias gradient)
 
@@ -126,13 +128,17 @@ class Factors:
         norm = float(np.linalg.norm(v)) or 1.0
         return (v * (self.init_scale / norm)).astype(np.float32)
 
-    def deltas_one(
-        self, user: Hashable, item: int, negatives: Sequence[int], weight: float = 1.0
-    ) -> tuple[np.ndarray, list[ItemDelta]]:
-        """BPR step for one positive ``item`` against sampled ``negatives``.
+    def deltas_one(self, obs: Observation) -> list[ItemDelta]:
+        """The user step: the user's factors move, the item gradients come back unapplied."""
+        u, deltas = self._step(obs.user, obs.item, obs.negatives, obs.weight)
+        self.users[obs.user] = u
+        return deltas
 
-        Returns the user's new factor vector and the item gradients (not yet applied).
-        """
+    def _step(
+        self, user: Hashable, item: int, negatives: Sequence[int], weight: float
+    ) -> tuple[np.ndarray, list[ItemDelta]]:
+        """BPR step for one positive ``item`` against sampled ``negatives``: the user's new
+        factor vector and the item gradients."""
         u = self.users.get(user)
         if u is None:
             u = self._new_user(user, [item])
@@ -190,15 +196,14 @@ class Factors:
                 self.items[idx] += grad
                 self.bias[idx] += bgrad
 
-    def learn_one(
-        self, user: Hashable, item: int, negatives: Sequence[int], weight: float = 1.0
-    ) -> None:
-        u, deltas = self.deltas_one(user, item, negatives, weight)
-        self.users[user] = u
-        self.apply_many(deltas)
+    def learn_one(self, obs: Observation) -> None:
+        self.apply_many(self.deltas_one(obs))
 
     # -- scoring (never allocates state) ----------------------------------------------------
-    def score_many(self, user: Hashable, items: np.ndarray) -> np.ndarray:
+    def score_many(self, query: Observation, items: np.ndarray) -> np.ndarray:
+        return self.score_user(query.user, items)
+
+    def score_user(self, user: Hashable, items: np.ndarray) -> np.ndarray:
         """Scores of ``items`` (indices) for ``user``; zeros for a user never learned."""
         u = self.users.get(user)
         items = np.asarray(items, dtype=np.int64)

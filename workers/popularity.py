@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from workers.decay import DecayClock
+from workers.models import Observation
 
 PopDelta = tuple[int, float, float]  # (item index, amount, ts)
 
@@ -74,8 +75,20 @@ class Popularity:
                 self.views[idx] = max(0.0, self.views[idx] - 1.0)
         self._refresh()
 
-    def learn_one(self, idx: int, ts: float, weight: float = 1.0) -> None:
-        self.apply_many([(idx, weight, ts)])
+    def deltas_one(self, obs: Observation) -> list[PopDelta]:
+        """One increment: the event's weight on its item (negative weights subtract)."""
+        return [(obs.item, obs.weight, obs.ts)] if obs.weight != 0 else []
+
+    def learn_one(self, obs: Observation) -> None:
+        self.apply_many(self.deltas_one(obs))
+
+    def score_many(self, query: Observation, items: np.ndarray) -> np.ndarray:
+        """The same for every user: ``normalised``."""
+        return self.normalised(items)
+
+    def forget_user(self, user: Any) -> bool:
+        """Holds nothing per user: a user's views leave through ``subtract_many``."""
+        return False
 
     def normalised(self, items: np.ndarray) -> np.ndarray:
         """``log1p`` of counts scaled so that the most popular item scores 1."""
