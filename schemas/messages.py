@@ -58,7 +58,10 @@ class EventType(StrEnum):
     DISLIKE = "dislike"
 
 
-class _Message(BaseModel):
+class MessageBase(BaseModel):
+    """What every message has: strict validation, a schema version and its JSON bytes; the
+    type to annotate "any one message" with (``Message`` is the union that decodes them)."""
+
     # NaN and infinities are refused: JSON has no spelling for them (they would go out as null)
     model_config = ConfigDict(
         extra="forbid", frozen=True, str_strip_whitespace=False, allow_inf_nan=False
@@ -70,7 +73,7 @@ class _Message(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
 
-class VideoPublished(_Message):
+class VideoPublished(MessageBase):
     """A new (or re-published) video; keyed by ``video_id``."""
 
     kind: Literal["video"] = "video"
@@ -97,7 +100,7 @@ class VideoPublished(_Message):
         return ". ".join(p for p in parts if p)
 
 
-class UserEvent(_Message):
+class UserEvent(MessageBase):
     """One user action on one video; keyed by ``user_id``; ``event_id`` is the idempotency key."""
 
     kind: Literal["event"] = "event"
@@ -109,7 +112,7 @@ class UserEvent(_Message):
     ts: Timestamp
 
 
-class ForgetUser(_Message):
+class ForgetUser(MessageBase):
     """Erase everything held about one user."""
 
     kind: Literal["forget"] = "forget"
@@ -175,7 +178,7 @@ def recommended_items(
     ]
 
 
-class Recommendations(_Message):
+class Recommendations(MessageBase):
     """A fresh top-K for one user, published after each accepted event; keyed by ``user_id``."""
 
     kind: Literal["recommendations"] = "recommendations"
@@ -187,7 +190,7 @@ class Recommendations(_Message):
     model: dict[str, str] = Field(default_factory=dict)
 
 
-class ErasureReceipt(_Message):
+class ErasureReceipt(MessageBase):
     """Proof that a ``ForgetUser`` was carried out: what was erased, and what could not be.
 
     Emitted by whoever held the user (the worker owning the user's partition, or the embedded
@@ -209,7 +212,7 @@ Message = Annotated[
 ]
 _MESSAGE = TypeAdapter(Message)
 
-MESSAGE_TYPES: dict[str, type[_Message]] = {
+MESSAGE_TYPES: dict[str, type[MessageBase]] = {
     "video": VideoPublished,
     "event": UserEvent,
     "forget": ForgetUser,
@@ -249,7 +252,9 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def decode(raw: bytes | str | dict[str, Any], expect: type[_Message] | None = None) -> _Message:
+def decode(
+    raw: bytes | str | dict[str, Any], expect: type[MessageBase] | None = None
+) -> MessageBase:
     """Decode one JSON record into its message type.
 
     Parameters
@@ -287,7 +292,7 @@ def decode(raw: bytes | str | dict[str, Any], expect: type[_Message] | None = No
         raise DecodeError("record nested too deeply", raw) from None
 
 
-def encode(msg: _Message) -> bytes:
+def encode(msg: MessageBase) -> bytes:
     return msg.to_json()
 
 
@@ -300,21 +305,4 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     return {cls.__name__: cls.model_json_schema() for cls in MESSAGE_TYPES.values()}
 
 
-__all__ = [
-    "recommended_items",
-    "SCHEMA_VERSION",
-    "DecodeError",
-    "EventType",
-    "ForgetUser",
-    "MESSAGE_TYPES",
-    "Message",
-    "RecommendedItem",
-    "Recommendations",
-    "SourceScores",
-    "UserEvent",
-    "VideoPublished",
-    "decode",
-    "encode",
-    "json_schemas",
-    "utcnow",
-]
+_Message = MessageBase  # the old private name, until streams/ stops using it

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from streams.wire.broker import wait_for_broker
 from streams.wire.settings import KafkaSettings
+from workers.encoder import HashingEncoder
+from workers.engine import Engine
+from workers.index import VideoIndex
+from workers.settings import EngineSettings, IndexSettings
 
 # ---------------------------------------------------------------------------------------------
 # Kafka: the real broker (tests marked ``kafka``)
@@ -51,3 +56,25 @@ def _kafka_marker_needs_broker(request: pytest.FixtureRequest) -> None:
 
 
 # ------------------------------------------------------------------------------- end of Kafka
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine: a small one on the model-free encoder and an in-memory Qdrant
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_engine() -> Iterator[Callable[..., Engine]]:
+    """``make_engine(**settings)``: a fresh engine with ``k=10`` (settings override it), on
+    ``HashingEncoder`` and an embedded in-memory index that is closed after the test."""
+    indexes: list[VideoIndex] = []
+
+    def make(**settings: object) -> Engine:
+        enc = HashingEncoder()
+        idx = VideoIndex(IndexSettings(path=None), dim=enc.dim)
+        indexes.append(idx)
+        return Engine(EngineSettings(**{"k": 10, **settings}), enc, idx)
+
+    yield make
+    for idx in indexes:
+        idx.close()

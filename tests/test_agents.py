@@ -36,23 +36,7 @@ from streams.wire.topics import Topics, TopicSettings
 from workers.adapter import EngineAdapter, Meta, Out
 from workers.encoder import HashingEncoder
 from workers.engine import Engine
-from workers.index import VideoIndex
-from workers.settings import EngineSettings, IndexSettings
-
-
-@pytest.fixture
-def make_engine():
-    indexes = []
-
-    def make() -> Engine:
-        enc = HashingEncoder()
-        idx = VideoIndex(IndexSettings(path=None), dim=enc.dim)
-        indexes.append(idx)
-        return Engine(EngineSettings(k=10), enc, idx)
-
-    yield make
-    for idx in indexes:
-        idx.close()
+from workers.settings import EngineSettings
 
 
 def _videos(log: list) -> list[VideoPublished]:

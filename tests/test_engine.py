@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st_
 
@@ -20,7 +19,7 @@ from workers.evaluation import Evaluator
 from workers.index import VideoIndex
 from workers.inprocess import drive
 from workers.ranker import content_profile
-from workers.settings import EngineSettings, IndexSettings
+from workers.settings import EngineSettings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TOPICS = [
@@ -61,21 +60,6 @@ def planted_log(n_videos: int = 60, n_users: int = 12, per_user: int = 12) -> li
                 )
             )
     return msgs + events
-
-
-@pytest.fixture
-def make_engine():
-    indexes = []
-
-    def make(**settings) -> Engine:
-        enc = HashingEncoder()
-        idx = VideoIndex(IndexSettings(path=None), dim=enc.dim)
-        indexes.append(idx)
-        return Engine(EngineSettings(k=10, **settings), enc, idx)
-
-    yield make
-    for idx in indexes:
-        idx.close()
 
 
 def test_on_event_publishes_a_fresh_list_without_seen_items(make_engine):
@@ -480,7 +464,6 @@ def test_the_seen_set_is_exact_past_the_old_cap():
     from datetime import UTC, datetime, timedelta
 
     from schemas import UserEvent, VideoPublished
-    from workers.encoder import HashingEncoder
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     n = 560  # past the old cap of the last 500 events
@@ -522,7 +505,6 @@ def test_rewatch_lets_watched_videos_back_but_not_the_ones_just_watched():
     from datetime import UTC, datetime, timedelta
 
     from schemas import UserEvent, VideoPublished
-    from workers.encoder import HashingEncoder
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     videos = [

@@ -4,21 +4,18 @@ video re-published leaves the engine's state and recommendations equal to a sing
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from schemas import Recommendations, UserEvent, VideoPublished
 from streams.wire.eventlog import BadLine, read_log, write_log
 from workers.encoder import HashingEncoder
 from workers.engine import Engine
-from workers.index import VideoIndex
 from workers.inprocess import drive
-from workers.settings import EngineSettings, IndexSettings
+from workers.settings import EngineSettings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TOPICS = [
@@ -70,21 +67,6 @@ def planted_log(n_videos: int = 45, n_users: int = 9, per_user: int = 14) -> lis
                 )
             )
     return log
-
-
-@pytest.fixture
-def make_engine() -> Iterator[Any]:
-    indexes: list[VideoIndex] = []
-
-    def make() -> Engine:
-        enc = HashingEncoder()
-        idx = VideoIndex(IndexSettings(path=None), dim=enc.dim)
-        indexes.append(idx)
-        return Engine(EngineSettings(k=10), enc, idx)
-
-    yield make
-    for idx in indexes:
-        idx.close()
 
 
 def assert_same_state(a: Any, b: Any, path: str = "state") -> None:

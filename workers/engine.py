@@ -21,6 +21,7 @@ from array import array
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
@@ -658,22 +659,18 @@ class Engine:
         st: UserState | None,
         items: np.ndarray,
         hist: list[tuple[int, float, float]] | None = None,
-        cooc: dict[int, float] | None = None,
-        profile: np.ndarray | None = None,
+        cooc: tuple[np.ndarray, np.ndarray] | None = None,
+        profile: np.ndarray | None | EllipsisType = ...,
     ) -> np.ndarray:
+        """Features of ``items`` for the user; ``cooc`` and ``profile`` when the caller has them
+        already (``...``: not computed yet; ``None`` is a profile: the user has none)."""
         cfg = self.cfg
         if hist is None:
             hist = self._history_idx(st)
         if cooc is None:
             cooc = self.cooc.score_history_arrays(hist) if "cooc" in cfg.sources else _NO_COOC
-        if profile is None and "content" in cfg.sources:
-            profile = content_profile(
-                self.catalog.vectors,
-                self.catalog.has_content,
-                hist,
-                cfg.profile_len,
-                cfg.profile_decay,
-            )
+        if profile is ...:
+            profile = self._profile(hist)
         mf = (
             self.factors.score_user(user_id, items)
             if "mf" in cfg.sources
@@ -696,6 +693,16 @@ class Engine:
             cfg=cfg,
         )
 
+    def _profile(self, hist: list[tuple[int, float, float]]) -> np.ndarray | None:
+        """The user's content profile (``None`` without content or history)."""
+        if "content" not in self.cfg.sources or not hist:
+            return None
+        cfg = self.cfg
+        cat = self.catalog
+        return content_profile(
+            cat.vectors, cat.has_content, hist, cfg.profile_len, cfg.profile_decay
+        )
+
     def _rank(self, user_id: str, k: int, cache: bool = False) -> Ranked:
         """Rank candidates for the user; ``cache`` reuses (and keeps) the user's candidate sets."""
         cfg = self.cfg
@@ -706,15 +713,7 @@ class Engine:
         if "cooc" in cfg.sources and hist:
             cooc = self.cooc.score_history_arrays(hist)
             cands.append(np.asarray(_top_indices(cooc[1], cfg.n_cooc, cooc[0]), dtype=np.int64))
-        profile = None
-        if "content" in cfg.sources and hist:
-            profile = content_profile(
-                self.catalog.vectors,
-                self.catalog.has_content,
-                hist,
-                cfg.profile_len,
-                cfg.profile_decay,
-            )
+        profile = self._profile(hist)
         cached = self._cached_candidates(user_id, st) if cache else None
         if cached is None:
             content = (
