@@ -22,7 +22,7 @@ COMMAND_MODULES = [
     "streams.imports.importer",
     "streams.imports.datasets",
     "streams.cli.finetune",
-    "streams.sample.generator",
+    "streams.cli.sample",
     "streams.bench.suite",
     "streams.wire.broker",
     "streams.wire.topics",
