@@ -30,7 +30,7 @@ COMMAND_MODULES = [
     "streams.wire.deadletters",
     "streams.worker.app",
     "streams.worker.up",
-    "streams.bench.soak",
+    "streams.cli.soak",
     "streams.cli.tune",
 ]
 
