@@ -23,7 +23,7 @@ COMMAND_MODULES = [
     "streams.imports.datasets",
     "streams.cli.finetune",
     "streams.cli.sample",
-    "streams.bench.suite",
+    "streams.cli.bench",
     "streams.wire.broker",
     "streams.wire.topics",
     "streams.wire.clients",
