@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams.bench import suite as bench
+from streams.bench.kafka_io import Arrivals
+from streams.bench.synthetic import ItemSampler, synthetic_events
 from streams.cli import main
 from streams.wire.settings import KafkaSettings
 from streams.wire.topics import admin_client
@@ -104,7 +105,7 @@ def test_streaming_and_freshness_rows(capsys, tmp_path, kafka_settings: KafkaSet
 # -- the synthetic data the benchmarks run on ------------------------------------------------------
 def test_item_sampler_is_zipf_over_a_shuffled_catalogue():
     rng = np.random.default_rng(0)
-    sampler = bench.ItemSampler(1000, rng)
+    sampler = ItemSampler(1000, rng)
     counts = np.bincount(sampler.draw(50_000), minlength=1000)
     ranked = counts[sampler.order]  # by popularity rank
     assert ranked[0] > 5 * ranked[100] > 0  # Zipf(1): rank 1 about 100x rank 100
@@ -116,7 +117,7 @@ def test_synthetic_events_validate_and_keep_their_order():
     from schemas import UserEvent, decode
 
     rng = np.random.default_rng(1)
-    events = bench.synthetic_events(
+    events = synthetic_events(
         np.array([3, 1, 2]), np.array([0, 0, 1]), rng, serial=7, validate=True
     )
     assert [e.event_id for e in events] == ["e7", "e8", "e9"]
@@ -127,6 +128,6 @@ def test_synthetic_events_validate_and_keep_their_order():
 
 
 def test_sustained_rate_ignores_the_ramp():
-    arrivals = bench.Arrivals(times=[0.0] * 5 + [10.0 + i / 100 for i in range(100)], started=0.0)
+    arrivals = Arrivals(times=[0.0] * 5 + [10.0 + i / 100 for i in range(100)], started=0.0)
     # the steady part arrives at 100 records/s; the first five came long before it
     assert arrivals.sustained() == pytest.approx(100.0, rel=0.05)

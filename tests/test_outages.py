@@ -23,7 +23,7 @@ from schemas.wire import DEAD_LETTERS, ITEM_DELTAS, RECOMMENDATIONS, VIDEO_VECTO
 from streams.wire.clients import Sender, make_producer, subscribe
 from streams.wire.topics import Topics, TopicSettings, create_topics, delete_prefix
 from streams.worker.agents import Backoff
-from streams.worker.up import WorkerProcess, wait_until_serving
+from streams.worker.process import WorkerProcess, wait_until_serving
 from workers.adapter import EngineAdapter, Meta
 from workers.encoder import HashingEncoder
 from workers.engine import Engine

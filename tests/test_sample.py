@@ -212,7 +212,7 @@ def test_text_and_categories_are_informative_but_not_an_oracle(sample) -> None:
 
 
 def test_cli_writes_gzip_and_plain_logs(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(streams.cli, "COMMAND_MODULES", ["streams.sample.generator"])
+    monkeypatch.setattr(streams.cli, "COMMAND_MODULES", ["streams.cli.sample"])
     args = ["--seed", "3", "--videos", "300", "--users", "60", "--days", "5"]
     gz = tmp_path / "out" / "s.jsonl.gz"
     assert streams.cli.main(["sample", *args, "--out", str(gz)]) == 0
@@ -243,7 +243,7 @@ def test_vidrec_sample_is_registered(tmp_path) -> None:
 
 
 def test_cli_rejects_bad_sizes(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(streams.cli, "COMMAND_MODULES", ["streams.sample.generator"])
+    monkeypatch.setattr(streams.cli, "COMMAND_MODULES", ["streams.cli.sample"])
     with pytest.raises(SystemExit):
         streams.cli.main(["sample", "--videos", "0"])
     assert "must be >= 1" in capsys.readouterr().err

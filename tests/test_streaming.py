@@ -32,7 +32,7 @@ from streams.wire.clients import (
 from streams.wire.eventlog import write_log
 from streams.wire.settings import KafkaSettings
 from streams.wire.topics import Topics, TopicSettings, admin_client, create_topics, delete_prefix
-from streams.worker.up import WorkerProcess, wait_until_serving
+from streams.worker.process import WorkerProcess, wait_until_serving
 
 pytestmark = pytest.mark.kafka
 

@@ -1,7 +1,11 @@
-"""Micro-benchmark of the content encoder (fp32 vs int8) and, with --index, of local-mode Qdrant.
+"""The content encoder's benchmark: titles/s, fp32 against int8.
 
-Run from the repository root: ``python -m streams.bench.encoder [--n 1000] [--index]``.
-Figures depend on what else the machine runs; the load average is printed next to them.
+``vidrec bench --only encoder`` runs ``bench_encoder`` on titles of the sample (a table row);
+``python -m streams.bench.encoder [--n 1000] [--reps 3] [--threads 0] [--index] [--no-encoder]``
+runs the longer standalone comparison on generated titles (best of ``--reps``, int8's cosine to
+fp32, and a title alone against in a batch), with ``--index`` also the embedded index
+(``streams.bench.index``). Figures depend on what else the machine runs; the load average is
+printed next to them.
 """
 
 from __future__ import annotations
@@ -9,41 +13,67 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
-from workers.encoder import Encoder  # (sets OMP_WAIT_POLICY before torch loads)
-from workers.index import VideoIndex
-from workers.settings import EncoderSettings, IndexSettings
+from streams.bench.report import Row
+from streams.bench.synthetic import HOOKS, KINDS, TOPICS
 
-_HOOKS = ["", "how to", "best", "easy", "top 10", "why", "my first", "ultimate", "live:"]
-_TOPICS = [
-    "pasta", "sourdough bread", "football", "guitar", "python", "yoga", "minecraft", "cats",
-    "tokyo travel", "makeup", "piano", "chess", "electric cars", "drones", "coffee", "gardening",
-    "marathon training", "home workout", "budget gaming pc", "street food", "jazz", "physics",
-]  # fmt: skip
-_KINDS = [
-    "recipe", "highlights", "tutorial", "review", "vlog", "challenge", "compilation", "tips",
-    "for beginners", "explained", "unboxing", "in 10 minutes", "mistakes to avoid",
-]  # fmt: skip
+# workers.encoder (torch) is imported inside the functions: `vidrec --help` loads this module.
 
 
+def sample_titles(path: str, n: int) -> list[str]:
+    from schemas import VideoPublished
+    from streams.wire.eventlog import read_log
+
+    out: list[str] = []
+    for msg in read_log(path):
+        if isinstance(msg, VideoPublished):
+            out.append(msg.text())
+            if len(out) >= n:
+                break
+    return out
+
+
+def bench_encoder(texts: list[str]) -> list[Row]:
+    from workers.encoder import Encoder
+    from workers.settings import EncoderSettings
+
+    rows = []
+    rates = {}
+    for label, int8 in (("fp32", False), ("int8", True)):
+        enc = Encoder(EncoderSettings(quantize_int8=int8))
+        enc.encode_many(texts[:64])  # warm-up
+        t0 = time.perf_counter()
+        enc.encode_many(texts)
+        rates[label] = len(texts) / (time.perf_counter() - t0)
+        rows.append(
+            Row("encoder", f"encoder {label} ({enc.device})", f"{rates[label]:.0f} titles/s",
+                f"{len(texts)} titles of the sample, batch {enc.settings.batch_size}")
+        )  # fmt: skip
+    rows.append(
+        Row("encoder", "encoder int8 / fp32", f"x{rates['int8'] / rates['fp32']:.2f}", "same run")
+    )
+    return rows
+
+
+# -- the standalone comparison ------------------------------------------------------------------
 def titles(n: int, seed: int = 0) -> list[str]:
     """Generated video titles of varied length, some with a short description."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
-        t = f"{rng.choice(_HOOKS)} {rng.choice(_TOPICS)} {rng.choice(_KINDS)}".strip()
+        t = f"{rng.choice(HOOKS)} {rng.choice(TOPICS)} {rng.choice(KINDS)}".strip()
         if rng.random() < 0.3:
-            extra = " ".join(rng.choice(_TOPICS + _KINDS) for _ in range(rng.randint(3, 30)))
+            extra = " ".join(rng.choice(TOPICS + KINDS) for _ in range(rng.randint(3, 30)))
             t += f". Today: {extra}"
         out.append(t)
     return out
 
 
-def rate(enc: Encoder, texts: list[str], reps: int) -> tuple[float, np.ndarray]:
+def rate(enc: Any, texts: list[str], reps: int) -> tuple[float, np.ndarray]:
     """Best titles/s over ``reps`` runs (best-of, to damp noise from other processes)."""
     enc.encode_many(texts[:64])
     best = float("inf")
@@ -54,8 +84,12 @@ def rate(enc: Encoder, texts: list[str], reps: int) -> tuple[float, np.ndarray]:
     return len(texts) / best, vecs
 
 
-def bench_encoder(n: int, reps: int, threads: int) -> None:
+def compare_int8(n: int, reps: int, threads: int) -> None:
+    """Print fp32 and int8 titles/s and how far int8's vectors drift from fp32's."""
     import torch
+
+    from workers.encoder import Encoder
+    from workers.settings import EncoderSettings
 
     texts = titles(n)
     fp32 = Encoder(EncoderSettings(batch_size=64, threads=threads))
@@ -73,45 +107,6 @@ def bench_encoder(n: int, reps: int, threads: int) -> None:
     print(f"int8 alone vs in batch 64, cosine: mean {drift.mean():.4f}  min {drift.min():.4f}")
 
 
-def bench_index(sizes: list[int], queries: int) -> None:
-    rng = np.random.default_rng(0)
-    for n in sizes:
-        vecs = rng.normal(size=(n, 384)).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        ids = [f"v{i}" for i in range(n)]
-        pays = [{"published_at": 1.7e9 + i * 60.0, "category": "x"} for i in range(n)]
-        with tempfile.TemporaryDirectory() as tmp:
-            index = VideoIndex(IndexSettings(path=tmp), 384)
-            t0 = time.perf_counter()
-            index.upsert_many(ids, vecs, pays)
-            up = n / (time.perf_counter() - t0)
-            q = vecs[rng.integers(0, n, queries)]
-            excl = [str(i) for i in rng.choice(ids, 50, replace=False)]
-            cut = 1.7e9 + n * 60.0 * 0.8  # the newest 20 %
-            cases = {
-                "plain": {},
-                "min_published_at (20% pass)": {"min_published_at": cut},
-                "50 exclude_ids": {"exclude_ids": excl},
-            }
-            print(f"qdrant local n={n}: upsert {up:,.0f} points/s")
-            for label, kw in cases.items():
-                index.search(q[0], 20, **kw)
-                t0 = time.perf_counter()
-                for v in q:
-                    index.search(v, 20, **kw)
-                ms = (time.perf_counter() - t0) * 1000 / queries
-                print(f"  search k=20 {label:28s} {ms:7.2f} ms/query")
-            t0 = time.perf_counter()
-            index.search_many(q, 20)
-            print(f"  search_many k=20 x{queries:<4d}            "
-                  f"{(time.perf_counter() - t0) * 1000 / queries:7.2f} ms/query")  # fmt: skip
-            t0 = time.perf_counter()
-            index.close()
-            index = VideoIndex(IndexSettings(path=tmp), 384)
-            print(f"  reopen {time.perf_counter() - t0:.2f} s, count {index.count()}")
-            index.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=1000, help="titles to encode")
@@ -120,11 +115,15 @@ def main() -> None:
     ap.add_argument("--index", action="store_true", help="also benchmark local-mode Qdrant")
     ap.add_argument("--no-encoder", action="store_true")
     args = ap.parse_args()
+    import workers.encoder  # noqa: F401 (sets OMP_WAIT_POLICY before anything loads torch)
+
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
     if not args.no_encoder:
-        bench_encoder(args.n, args.reps, args.threads)
+        compare_int8(args.n, args.reps, args.threads)
     if args.index:
-        bench_index([3000, 10000], queries=100)
+        from streams.bench.index import bench_embedded
+
+        bench_embedded([3000, 10000], queries=100)
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 

@@ -1,6 +1,7 @@
 """Compare the embedded index backends (qdrant-edge vs qdrant-client local mode) side by side.
 
 Run from the repository root: ``python -m streams.bench.index [--sizes 3000 10000 100000]``.
+``bench_embedded`` times the default backend alone (``python -m streams.bench.encoder --index``).
 Each backend gets a fresh folder (the production set-up: ``path`` on disk), the same random
 384-d unit vectors and the same queries; the table gives upsert points/s and ms per ``search``
 (plain, with ``min_published_at``, with 50 excluded ids), and local/edge ratios. Local mode is
@@ -19,11 +20,10 @@ import time
 
 import numpy as np
 
+from streams.bench.synthetic import DAY, DIM
 from workers.index import VideoIndex, edge_available
 from workers.settings import IndexSettings
 
-DIM = 384
-DAY = 86_400.0
 T_END = 1_700_000_000.0
 SPAN_DAYS = 30.0
 FRESH_DAYS = 7.0  # min_published_at keeps about FRESH_DAYS / SPAN_DAYS of the catalogue
@@ -81,6 +81,50 @@ def bench_backend(
                 [v for v, _ in s(q, LIMIT, e, since)] for q, e in zip(queries, seen, strict=True)
             ]
     return out, answers
+
+
+def bench_embedded(sizes: list[int], queries: int) -> None:
+    """One embedded index (the backend ``auto`` picks): upsert points/s, ms per filtered search.
+
+    ``python -m streams.bench.encoder --index`` runs it, as the infra script it came from did;
+    its lines still say "qdrant local" from before edge became ``auto``'s choice.
+    """
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        vecs = rng.normal(size=(n, 384)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        ids = [f"v{i}" for i in range(n)]
+        pays = [{"published_at": 1.7e9 + i * 60.0, "category": "x"} for i in range(n)]
+        with tempfile.TemporaryDirectory() as tmp:
+            index = VideoIndex(IndexSettings(path=tmp), 384)
+            t0 = time.perf_counter()
+            index.upsert_many(ids, vecs, pays)
+            up = n / (time.perf_counter() - t0)
+            q = vecs[rng.integers(0, n, queries)]
+            excl = [str(i) for i in rng.choice(ids, 50, replace=False)]
+            cut = 1.7e9 + n * 60.0 * 0.8  # the newest 20 %
+            cases = {
+                "plain": {},
+                "min_published_at (20% pass)": {"min_published_at": cut},
+                "50 exclude_ids": {"exclude_ids": excl},
+            }
+            print(f"qdrant local n={n}: upsert {up:,.0f} points/s")
+            for label, kw in cases.items():
+                index.search(q[0], 20, **kw)
+                t0 = time.perf_counter()
+                for v in q:
+                    index.search(v, 20, **kw)
+                ms = (time.perf_counter() - t0) * 1000 / queries
+                print(f"  search k=20 {label:28s} {ms:7.2f} ms/query")
+            t0 = time.perf_counter()
+            index.search_many(q, 20)
+            print(f"  search_many k=20 x{queries:<4d}            "
+                  f"{(time.perf_counter() - t0) * 1000 / queries:7.2f} ms/query")  # fmt: skip
+            t0 = time.perf_counter()
+            index.close()
+            index = VideoIndex(IndexSettings(path=tmp), 384)
+            print(f"  reopen {time.perf_counter() - t0:.2f} s, count {index.count()}")
+            index.close()
 
 
 def main() -> int:

@@ -22,15 +22,15 @@ COMMAND_MODULES = [
     "streams.imports.importer",
     "streams.imports.datasets",
     "streams.cli.finetune",
-    "streams.sample.generator",
-    "streams.bench.suite",
+    "streams.cli.sample",
+    "streams.cli.bench",
     "streams.wire.broker",
     "streams.wire.topics",
     "streams.wire.clients",
     "streams.wire.deadletters",
     "streams.worker.app",
     "streams.worker.up",
-    "streams.bench.soak",
+    "streams.cli.soak",
     "streams.cli.tune",
 ]
 
