@@ -45,7 +45,7 @@ def _capped_user(settings: Any) -> Any:
     """A user whose every capped collection is full (video indices as a 10k catalogue's)."""
     from array import array
 
-    from workers.engine import Ledger, UserState, events_kept
+    from workers.users import Ledger, UserState, events_kept
 
     n = events_kept(settings)
     return (
@@ -73,12 +73,11 @@ def state_bytes(engine: Any) -> dict[str, float]:
     The snapshot is pickled outside the trace and unpickled inside it, so the figure is what the
     live structures (objects, dict tables, strings shared as in the engine) hold.
     """
-    from workers.adapter import user_snapshot
     from workers.catalog import Catalog
     from workers.cooc import CoOccurrence
-    from workers.engine import UserState
     from workers.factors import Factors
     from workers.popularity import Popularity
+    from workers.users import UserState
 
     users = list(engine.users)
     blob = pickle.dumps(
@@ -95,7 +94,7 @@ def state_bytes(engine: Any) -> dict[str, float]:
     user_b, _ = traced_bytes(rebuild_users)
     capped_b, _ = traced_bytes(lambda: _capped_user(engine.settings))
     heavy = [u for u in users if engine.users[u].events >= engine.settings.dedup_len]
-    json_b = [len(json.dumps(user_snapshot(engine, u), separators=(",", ":"))) for u in users]
+    json_b = [len(json.dumps(engine.snapshot_user(u), separators=(",", ":"))) for u in users]
 
     cat = engine.catalog
     vec_bytes = cat.vectors.nbytes  # with the growth head-room, as the live engine allocates it
