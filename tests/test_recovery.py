@@ -283,7 +283,11 @@ def test_sigkilled_worker_loses_nothing_and_evaluates_like_an_uninterrupted_run(
 
     try:
         crash.start_worker()
-        got = replay(crash, log, rate=rate, on_lists=kill_and_restart, timeout_s=240)
+        try:
+            got = replay(crash, log, rate=rate, on_lists=kill_and_restart, timeout_s=240)
+        finally:
+            for w in crash.workers:  # what each worker said last (read on a failure)
+                print(f"--- {w.name} (exit {w.proc.poll()})\n" + "\n".join(w.lines[-25:]))
         resent = worker_counts(crash.workers[-1])
         crash.stop()
         state = state_of(crash, got, log)
