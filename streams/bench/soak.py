@@ -351,7 +351,7 @@ def format_report(r: SoakReport) -> str:
 
 
 def _cmd_soak(args: argparse.Namespace) -> int:
-    from streams.wire.clients import reports_kafka_errors
+    from streams.cli.options import reports_kafka_errors
 
     return reports_kafka_errors("soak")(_soak)(args)
 
