@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from schemas import ForgetUser, Recommendations, RecommendedItem, UserEvent, VideoPublished
-from streams.cli.commands import format_table, run_systems
+from streams.cli.evaluate import format_table, run_systems
 from streams.wire.eventlog import write_log
 from workers.baselines import ItemKNN, OnlineMF, Popularity, make_baseline
 from workers.evaluation import Evaluator

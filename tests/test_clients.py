@@ -13,12 +13,12 @@ from test_engine import T0, planted_log, video
 from schemas import ForgetUser, Recommendations, RecommendedItem, UserEvent, decode
 from schemas.wire import TRIGGER_TS_HEADER, DeadLetter
 from streams import cli
+from streams.cli.subscribe import format_recommendations
 from streams.wire.clients import (
     Pacer,
     Received,
     Record,
     Sender,
-    format_recommendations,
     ingest,
     latency_summary,
     replay,

@@ -241,7 +241,7 @@ def test_evaluation_scores_a_trigger_with_two_lists_by_its_first(tmp_path: Path)
     it lands in the file."""
     from test_engine import planted_log
 
-    from streams.cli.commands import evaluate_files
+    from streams.cli.evaluate import evaluate_files
 
     log = planted_log(n_videos=30, n_users=6, per_user=6)
     engine = Engine(EngineSettings(k=10), HashingEncoder(), None)

@@ -15,7 +15,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from pydantic import ValidationError
 
-from streams.wire import broker as kafka_local
+from streams.cli import kafka as kafka_cli
 from streams.wire.broker import kafka_script, wait_for_broker
 from streams.wire.settings import KafkaSettings
 
@@ -101,9 +101,9 @@ def test_script_status_is_quiet_about_a_stale_pid_file(tmp_path: Path) -> None:
 
 def test_cli_registers_kafka_actions() -> None:
     parser = argparse.ArgumentParser()
-    kafka_local.register(parser.add_subparsers(dest="command"))
+    kafka_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["kafka", "status", "--port", "19092"])
-    assert (args.action, args.port, args.func) == ("status", 19092, kafka_local._cmd_kafka)
+    assert (args.action, args.port, args.func) == ("status", 19092, kafka_cli._cmd_kafka)
     with pytest.raises(SystemExit):
         parser.parse_args(["kafka", "explode"])
 

@@ -41,8 +41,8 @@ def test_vidrec_run_on_the_shipped_sample_prints_a_summary(tmp_path, capsys):
     lines = out.read_text().splitlines()
     assert len(lines) == summary["run"]["published"]
     # the recommendations file scores the same through `vidrec evaluate LOG RECS`
-    from streams.cli.commands import evaluate_files
-    from streams.sample.generator import default_sample_path
+    from streams.cli.evaluate import evaluate_files
+    from streams.sample import default_sample_path
 
     again = evaluate_files(str(default_sample_path()), str(out), limit=4000)
     assert again["hr@10"] == pytest.approx(summary["evaluation"]["hr@10"])

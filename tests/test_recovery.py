@@ -227,7 +227,7 @@ def _first_lists(lists: list[Recommendations]) -> dict[str, list[str]]:
 
 
 def evaluate(tmp: Path, name: str, log: list[Any], lists: list[Recommendations]) -> dict:
-    from streams.cli.commands import evaluate_files
+    from streams.cli.evaluate import evaluate_files
 
     write_log(tmp / "log.jsonl", log)
     write_log(tmp / f"{name}.jsonl", lists)

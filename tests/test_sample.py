@@ -11,6 +11,7 @@ import pytest
 
 import streams.cli
 from schemas import UserEvent, VideoPublished, decode
+from streams.sample import default_sample_path
 from streams.sample.generator import (
     DEFAULT_DAYS,
     DEFAULT_SEED,
@@ -20,7 +21,6 @@ from streams.sample.generator import (
     GENERIC_TAGS,
     TOPIC_NAMES,
     SampleTruth,
-    default_sample_path,
     generate,
     summarize,
 )

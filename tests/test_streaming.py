@@ -213,7 +213,7 @@ def _small_sample() -> list[Any]:
 
 
 def _evaluate(log_path: Path, recs: list[Any], out: Path) -> dict[str, float]:
-    from streams.cli.commands import evaluate_files
+    from streams.cli.evaluate import evaluate_files
 
     write_log(out, recs)
     return evaluate_files(str(log_path), str(out))

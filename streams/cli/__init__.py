@@ -1,7 +1,9 @@
-"""The ``vidrec`` command: one sub-command per job; each lives in the module that owns the job.
+"""The ``vidrec`` command: one module of this package per sub-command (or group of them).
 
 Every module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds its
-sub-commands and sets ``func`` (taking the parsed arguments, returning an exit code).
+sub-commands and sets ``func`` (taking the parsed arguments, returning an exit code); the
+options several commands share are in ``streams.cli.options``. The library modules the
+commands drive know nothing of argparse or of the terminal.
 """
 
 from __future__ import annotations
@@ -18,18 +20,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 COMMAND_MODULES = [
-    "streams.cli.commands",
-    "streams.imports.importer",
-    "streams.imports.datasets",
+    "streams.cli.run",
+    "streams.cli.evaluate",
+    "streams.cli.schemas",
+    "streams.cli.import_",
+    "streams.cli.data",
     "streams.cli.finetune",
     "streams.cli.sample",
     "streams.cli.bench",
-    "streams.wire.broker",
-    "streams.wire.topics",
-    "streams.wire.clients",
-    "streams.wire.deadletters",
-    "streams.worker.app",
-    "streams.worker.up",
+    "streams.cli.kafka",
+    "streams.cli.topics",
+    "streams.cli.ingest",
+    "streams.cli.replay",
+    "streams.cli.subscribe",
+    "streams.cli.forget",
+    "streams.cli.dead_letters",
+    "streams.cli.worker",
+    "streams.cli.up",
     "streams.cli.soak",
     "streams.cli.tune",
 ]
@@ -54,7 +61,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

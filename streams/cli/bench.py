@@ -22,7 +22,7 @@ from streams.bench.memory import memory_in_child
 from streams.bench.report import Report, Row, format_rows, load_average, write_plot
 from streams.bench.sample import bench_sample
 from streams.bench.streaming import bench_streaming
-from streams.sample import default_sample_path
+from streams.cli.options import add_log_argument, log_or_sample
 
 SECTIONS = ("encoder", "sample", "engine", "streaming", "freshness", "memory")
 
@@ -101,7 +101,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        f"quick {QUICK[key]})", **kw)  # fmt: skip
 
     g = p.add_argument_group("encoder and sample")
-    g.add_argument("--log", help="event log of the sample section (default: the shipped sample)")
+    add_log_argument(
+        g, "event log of the sample section (default: the shipped sample)", option=True
+    )
     opt(g, "--events", int, "sample log lines replayed (0 = all)")
     opt(g, "--titles", int, "titles encoded per encoder run")
     opt(g, "--sample-encoder", str, "encoder of the sample replay", choices=("minilm", "hashing"))
@@ -140,7 +142,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown:
         print(f"vidrec bench: unknown sections {unknown}; choose from {SECTIONS}", file=sys.stderr)
         return 2
-    path = args.log or str(default_sample_path())
+    path = log_or_sample(args.log)
     load_before = load_average()
     print(f"vidrec bench: {', '.join(only)} ({load_before})", file=sys.stderr, flush=True)
     report = Report()

@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from streams.cli.options import Progress, count_lines, report_bad
 from streams.wire.eventlog import BadLine, read_log
 
 
@@ -92,14 +93,13 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, datetime | None]:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from streams.cli.commands import _count_lines, _Progress
-
     out, until = _check_args(args)
+    # workers.finetune loads torch and transformers: imported here, not for `vidrec --help`.
     from workers.finetune import PairCollector, TrainSettings, finetune, planned_steps
 
     collector = PairCollector(window=args.window)
     bad: list[BadLine] = []
-    progress = _Progress(_count_lines(args.log, 0), "reading", args.quiet)
+    progress = Progress(count_lines(args.log, 0), "reading", args.quiet)
     n = 0
     for n, msg in enumerate(read_log(args.log), start=1):
         if isinstance(msg, BadLine):
@@ -110,7 +110,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             progress(n)
     progress.close(n)
     for b in bad[:5]:
-        print(f"vidrec finetune: line {b.lineno}: skipped: {b.reason}", file=sys.stderr)
+        report_bad(b, prefix="vidrec finetune")
     if len(bad) > 5:
         print(f"vidrec finetune: {len(bad) - 5} more bad lines skipped", file=sys.stderr)
 

@@ -9,18 +9,13 @@ import sys
 import uuid
 
 from streams.bench.soak import format_report, soak
+from streams.cli.options import add_log_argument, log_or_sample, reports_kafka_errors
 from streams.wire.settings import KafkaSettings
-from streams.wire.topics import Topics, TopicSettings
+from streams.wire.topics import Topics, TopicSettings, delete_prefix
 
 
+@reports_kafka_errors("soak")
 def _cmd_soak(args: argparse.Namespace) -> int:
-    from streams.wire.clients import reports_kafka_errors
-
-    return reports_kafka_errors("soak")(_soak)(args)
-
-
-def _soak(args: argparse.Namespace) -> int:
-    from streams.wire.topics import delete_prefix
 
     kafka = KafkaSettings()
     use_running = args.workers == 0
@@ -39,7 +34,7 @@ def _soak(args: argparse.Namespace) -> int:
             topics,
             seconds=seconds,
             rate=args.rate,
-            log_path=args.log,
+            log_path=log_or_sample(args.log),
             workers=args.workers,
             bad_every=args.bad_every,
             sample_every_s=args.sample_every,
@@ -70,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="how long to produce (default 10)")
     p.add_argument("--seconds", type=float, help="how long to produce, in seconds (overrides)")
     p.add_argument("--rate", type=float, default=100.0, help="user events per second")
-    p.add_argument("--log", help="event log to replay (default: the shipped sample)")
+    add_log_argument(p, "event log to replay (default: the shipped sample)", option=True)
     p.add_argument(
         "--workers", type=int, default=1, help="workers to start (0: use running ones, --prefix)"
     )

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workers.settings import SETTINGS_FILE_ENV
+from streams.cli.options import load_cli_settings, report_bad
+from streams.wire.eventlog import BadLine, read_log
+from workers.settings import SETTINGS_FILE_ENV, SettingsFileError, write_settings_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,10 +90,8 @@ def _progress(quiet: bool) -> Any:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from streams.cli.commands import _report_bad, load_cli_settings
-    from streams.wire.eventlog import BadLine, read_log
+    # The encoder and the tuner load torch: imported here, not for `vidrec --help`.
     from workers.encoder import HashingEncoder, load_encoder
-    from workers.settings import SettingsFileError, write_settings_file
     from workers.tuning import TuneError
 
     if not Path(args.log).exists():
@@ -113,7 +113,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     messages = []
     for msg in read_log(args.log):
         if isinstance(msg, BadLine):
-            _report_bad(msg)
+            report_bad(msg)
         else:
             messages.append(msg)
     say(

@@ -1,4 +1,4 @@
-"""``vidrec data fetch movielens``: fetch the real dev data from Debian, without R, and verify it.
+"""The real dev data (``vidrec data fetch movielens``): fetched from Debian, without R, verified.
 
 MovieLens "latest-small" (October 2016, 100,004 ratings) ships in Debian's ``r-cran-dslabs`` as
 the R object ``dslabs::movielens`` inside an R lazy-load database; the PyPI package ``rdata``
@@ -8,12 +8,10 @@ checked), so figures measured on it can be reproduced anywhere ``apt-get`` works
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import shutil
 import subprocess
-import sys
 import tempfile
 import warnings
 import zlib
@@ -164,28 +162,3 @@ def _verified(path: Path, sha256: str) -> bool:
         return hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest() == sha256
     except (OSError, EOFError):  # absent, unreadable or a truncated download: fetch again
         return False
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    try:
-        fetch(DATASETS[args.dataset], Path(args.out), log=lambda m: print(m, file=sys.stderr))
-    except (FetchError, OSError) as exc:
-        print(f"vidrec data fetch: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="fetch real interaction data for development")
-    dsub = p.add_subparsers(dest="data_cmd", required=True)
-    f = dsub.add_parser(
-        "fetch",
-        help="download and verify a data set",
-        description="movielens: MovieLens latest-small (Oct 2016, 100,004 ratings; GroupLens "
-        "terms: research use, no commercial use, cite Harper & Konstan 2015) from Debian's "
-        "r-cran-dslabs, via apt-get and the rdata package; the CSV's SHA-256 is verified. "
-        "Turn it into an event log with `vidrec import`.",
-    )
-    f.add_argument("dataset", choices=sorted(DATASETS))
-    f.add_argument("--out", default="data", help="folder to write into (default: ./data)")
-    f.set_defaults(func=cmd_fetch)

@@ -25,7 +25,6 @@ import numpy as np
 
 from schemas import EventType, UserEvent, VideoPublished
 from schemas.messages import _Message
-from streams.sample import default_sample_path  # noqa: F401 (callers import it from here)
 from streams.sample.vocabulary import (
     GENERIC_DESC,
     GENERIC_TAGS,

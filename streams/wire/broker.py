@@ -1,4 +1,4 @@
-"""``vidrec kafka up|down|status|wait``: the local single-node broker, plus a readiness probe.
+"""The local single-node broker (``vidrec kafka up|down|status|wait``), plus a readiness probe.
 
 The broker itself is started by ``infra/kafka/kafka.sh`` (Apache Kafka jars from Maven Central,
 KRaft, no Docker); this module only finds and runs that script, so the shell script stays the one
@@ -8,10 +8,8 @@ readiness check, for tests and for commands that must not race a broker that is 
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -114,31 +112,3 @@ def wait_for_broker(
             finally:
                 admin.close()
         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-
-
-def _cmd_kafka(args: argparse.Namespace) -> int:
-    try:
-        return run_script(args.action, port=args.port)
-    except FileNotFoundError as exc:
-        print(f"vidrec kafka: {exc}", file=sys.stderr)
-        return 2
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``vidrec kafka``."""
-    p = subparsers.add_parser(
-        "kafka",
-        help="start/stop the local single-node Kafka broker (no Docker needed)",
-        description="Run Apache Kafka (KRaft, one node) on 127.0.0.1 from Maven Central jars. "
-        "'up' fetches the jars on first use (needs Java 17+ and Maven), formats the storage once, "
-        "starts the broker and waits until it answers; 'status' exits 0 when it runs. "
-        "Data, config and logs live in infra/kafka/run (VIDREC_KAFKA_DIR).",
-    )
-    p.add_argument("action", choices=ACTIONS, help="what to do")
-    p.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        help="client port on 127.0.0.1 (default: VIDREC_KAFKA_PORT or 9092)",
-    )
-    p.set_defaults(func=_cmd_kafka)

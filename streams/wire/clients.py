@@ -1,4 +1,4 @@
-"""kafka-python clients of the wire: ``vidrec ingest``, ``replay``, ``subscribe`` and ``forget``.
+"""kafka-python clients of the wire: the work behind ``vidrec ingest|replay|subscribe|forget``.
 
 Producers validate every message before it leaves (a bad line is reported with its line number
 and skipped, never sent), and route it by kind to its topic with its key: videos by
@@ -9,9 +9,6 @@ from the trigger event's Kafka timestamp, which a worker copies into a header of
 
 from __future__ import annotations
 
-import argparse
-import functools
-import json
 import sys
 import threading
 import time
@@ -34,37 +31,13 @@ from schemas import (
 )
 from schemas.messages import _Message
 from schemas.wire import TRIGGER_TS_HEADER
-from streams.wire.eventlog import BadLine, open_text, read_lines
+from streams.wire.eventlog import BadLine
 from streams.wire.privacy import Pseudonymiser
 from streams.wire.settings import KafkaSettings
 from streams.wire.topics import Topics, create_topics
 
 # The shipped sample at ~25 events/s: what one worker on a small laptop keeps up with.
 DEFAULT_SPEED = 900.0
-
-
-def reports_kafka_errors(name: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
-    """Turn a broker failure in a CLI command into one line and exit code 1, not a traceback."""
-
-    def wrap(fn: Callable[..., int]) -> Callable[..., int]:
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> int:
-            from kafka.errors import KafkaError
-
-            try:
-                return fn(*args, **kwargs)
-            except KafkaError as exc:
-                servers = KafkaSettings().bootstrap_servers
-                print(
-                    f"vidrec {name}: Kafka at {servers} failed: {exc} "
-                    "(is a broker running? 'vidrec kafka up' starts a local one)",
-                    file=sys.stderr,
-                )
-                return 1
-
-        return run
-
-    return wrap
 
 
 def route(msg: _Message, topics: Topics) -> tuple[str, bytes]:
@@ -430,23 +403,6 @@ def subscribe(
         yield Received(msg, trigger_latency_ms(rec), rec)
 
 
-def format_recommendations(r: Received, top: int = 5) -> str:
-    """A few lines for a human: who, after what, how fast, and the head of the list."""
-    recs = r.recs
-    e2e = f"e2e {r.e2e_ms:.0f} ms" if r.e2e_ms is not None else "e2e ?"
-    lines = [
-        f"{recs.generated_at:%H:%M:%S}  user {recs.user_id}  after {recs.trigger_event_id}  "
-        f"{e2e}, engine {recs.latency_ms:.1f} ms"
-    ]
-    for i, it in enumerate(recs.items[:top], start=1):
-        src = it.sources
-        lines.append(
-            f"  {i:>2}. {it.video_id:<24} {it.score:8.4f}   cooc {src.cooc:.2f}  "
-            f"content {src.content:.2f}  mf {src.mf:.2f}  popular {src.popular:.2f}"
-        )
-    return "\n".join(lines)
-
-
 def latency_summary(latencies_ms: list[float]) -> dict[str, float]:
     if not latencies_ms:
         return {"n": 0}
@@ -460,122 +416,11 @@ def latency_summary(latencies_ms: list[float]) -> dict[str, float]:
     }
 
 
-# -- CLI ----------------------------------------------------------------------------------------
-def _sender(topics: Topics, kafka: KafkaSettings) -> Sender:
+def make_sender(topics: Topics, kafka: KafkaSettings) -> Sender:
+    """A ``Sender`` on a fresh producer, creating the topics first where settings ask for it."""
     if topics.settings.auto_create:
         create_topics(kafka, topics)
     return Sender(make_producer(kafka), topics)
-
-
-@reports_kafka_errors("ingest")
-def _cmd_ingest(args: argparse.Namespace) -> int:
-    kafka, topics = KafkaSettings(), Topics()
-    sender = _sender(topics, kafka)
-    f = open_text(args.file)
-    where = "" if args.file == "-" else f"{args.file}: "
-    try:
-        stats = ingest(read_lines(f), sender, on_bad=lambda b: _report(b, where))
-    finally:
-        if f is not sys.stdin:
-            f.close()
-        sender.close()
-    print(f"vidrec ingest: {stats.summary()}", file=sys.stderr)
-    if stats.failed:
-        return 2
-    return 1 if stats.bad_lines else 0
-
-
-def _count_lines(path: str, limit: int) -> int | None:
-    if path == "-":
-        return None
-    with open_text(path) as f:
-        n = sum(1 for _ in f)
-    return min(n, limit) if limit else n
-
-
-def _limited(items: Iterable[Any], limit: int) -> Iterator[Any]:
-    for n, item in enumerate(items, start=1):
-        if limit and n > limit:
-            return
-        yield item
-
-
-@reports_kafka_errors("replay")
-def _cmd_replay(args: argparse.Namespace) -> int:
-    from streams.wire.eventlog import read_log
-
-    path = args.log
-    if path is None:
-        from streams.sample.generator import default_sample_path
-
-        path = str(default_sample_path())
-    kafka, topics = KafkaSettings(), Topics()
-    sender = _sender(topics, kafka)
-    pacer = Pacer(None if args.max else args.speed, max_gap_s=args.max_gap)
-    bar = None
-    last = [0]
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=_count_lines(path, args.limit), unit=" lines", desc="replay", file=sys.stderr
-        )
-
-    def progress(n: int) -> None:
-        if bar is not None:
-            bar.update(n - last[0])
-            last[0] = n
-
-    pace = "as fast as possible" if args.max else f"at {args.speed:g}x"
-    print(f"vidrec replay: {path} -> {topics.settings.prefix}.* {pace}", file=sys.stderr)
-    try:
-        stats = replay(_limited(read_log(path), args.limit), sender, pacer, on_progress=progress)
-    except KeyboardInterrupt:
-        stats = sender.stats
-        print("vidrec replay: interrupted", file=sys.stderr)
-    finally:
-        if bar is not None:
-            bar.close()
-        sender.close()
-    print(f"vidrec replay: {stats.summary()}", file=sys.stderr)
-    return 2 if stats.failed else 0
-
-
-@reports_kafka_errors("subscribe")
-def _cmd_subscribe(args: argparse.Namespace) -> int:
-    kafka, topics = KafkaSettings(), Topics()
-    latencies: list[float] = []
-    n = 0
-    try:
-        for r in subscribe(
-            kafka,
-            topics,
-            user=args.user,
-            from_beginning=args.from_beginning,
-            timeout_s=args.timeout,
-        ):
-            n += 1
-            if r.e2e_ms is not None and not args.from_beginning:
-                latencies.append(r.e2e_ms)
-            if args.json:
-                out = json.loads(r.recs.to_json())
-                out["e2e_ms"] = None if r.e2e_ms is None else round(r.e2e_ms, 1)
-                print(json.dumps(out), flush=True)
-            else:
-                print(format_recommendations(r, args.top), flush=True)
-            if args.max and n >= args.max:
-                break
-    except KeyboardInterrupt:
-        pass
-    except RuntimeError as exc:
-        print(f"vidrec subscribe: {exc}", file=sys.stderr)
-        return 1
-    if args.stats or not args.json:
-        print(
-            f"vidrec subscribe: {n} lists; e2e latency {latency_summary(latencies)}",
-            file=sys.stderr,
-        )
-    return 0
 
 
 def forget(
@@ -587,7 +432,7 @@ def forget(
     the forget's own time, so an older receipt of the same user is never mistaken for it.
     Listening starts before the forget is sent, so a fast worker's receipt is not missed.
     """
-    sender = _sender(topics, kafka)
+    sender = make_sender(topics, kafka)
     msg = ForgetUser(user_id=user_id, ts=utcnow())
     key = (sender.pseudonymiser.user_id(user_id) if sender.pseudonymiser else user_id).encode()
 
@@ -614,93 +459,3 @@ def forget(
         return sender, None
     finally:
         sender.close()
-
-
-@reports_kafka_errors("forget")
-def _cmd_forget(args: argparse.Namespace) -> int:
-    kafka, topics = KafkaSettings(), Topics()
-    sender, receipt = forget(kafka, topics, args.user, wait_s=args.wait)
-    if sender.stats.failed:
-        print(f"vidrec forget: not delivered: {sender.stats.errors[0]}", file=sys.stderr)
-        return 2
-    alias = (
-        "" if sender.pseudonymiser is None else f" (as {sender.pseudonymiser.user_id(args.user)})"
-    )
-    print(f"vidrec forget: sent a ForgetUser for {args.user!r}{alias} to {topics.user_events}")
-    if args.wait > 0:
-        if receipt is None:
-            print(
-                f"vidrec forget: no receipt on {topics.erasures} within {args.wait:g} s "
-                "(is a worker running?)",
-                file=sys.stderr,
-            )
-            return 3
-        print(receipt.to_json().decode())
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``vidrec ingest``, ``replay``, ``subscribe`` and ``forget``."""
-    p = subparsers.add_parser(
-        "ingest",
-        help="send JSON-lines messages (videos, user events, forgets) to their topics",
-        description="Validate each JSON line and send it to its topic with its key (videos by "
-        "video_id, user events and forgets by user_id). A bad line is reported with its line "
-        "number and skipped; exit code 1 when any line was skipped, 2 when delivery failed.",
-    )
-    p.add_argument("file", nargs="?", default="-", help="JSON-lines file (.gz ok); '-' = stdin")
-    p.set_defaults(func=_cmd_ingest)
-
-    r = subparsers.add_parser(
-        "replay",
-        help="produce an event log with its original pacing (scaled) or as fast as possible",
-        description="Produce LOG to the topics in order. With --speed X, records leave with "
-        "their stream-time spacing divided by X (the catalogue published before the first "
-        "event is sent at once; gaps are capped by --max-gap); with --max, as fast as possible.",
-    )
-    r.add_argument("log", nargs="?", help="event log (.gz ok); default: the shipped sample")
-    pace = r.add_mutually_exclusive_group()
-    pace.add_argument(
-        "--speed",
-        type=float,
-        default=DEFAULT_SPEED,
-        help=f"stream seconds per wall second (default {DEFAULT_SPEED:g}: 15 minutes a second)",
-    )
-    pace.add_argument("--max", action="store_true", help="no pacing at all")
-    r.add_argument("--max-gap", type=float, default=5.0, help="longest wait in wall seconds")
-    r.add_argument("--limit", type=int, default=0, help="stop after this many log lines")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.set_defaults(func=_cmd_replay)
-
-    s = subparsers.add_parser(
-        "subscribe",
-        help="tail the recommendations topic (pretty, or JSON lines)",
-        description="Print each published Recommendations as it arrives, with its end-to-end "
-        "latency (trigger event produced -> list received).",
-    )
-    s.add_argument("--user", help="only this user's lists")
-    s.add_argument("--json", action="store_true", help="one JSON object a line (adds e2e_ms)")
-    s.add_argument("--from-beginning", action="store_true", help="start at the oldest list")
-    s.add_argument("--max", type=int, default=0, help="stop after this many lists")
-    s.add_argument("--timeout", type=float, default=None, help="stop after S quiet seconds")
-    s.add_argument("--top", type=int, default=5, help="items shown per list (pretty output)")
-    s.add_argument("--stats", action="store_true", help="print latency percentiles at the end")
-    s.set_defaults(func=_cmd_subscribe)
-
-    f = subparsers.add_parser(
-        "forget",
-        help="erase everything held about a user (sends a ForgetUser)",
-        description="Send a ForgetUser for USER on the user-events topic, ordered after the "
-        "user's earlier events; the worker that owns the user erases their state, their "
-        "share of co-counts and popularity, and their last list, then publishes an "
-        "ErasureReceipt on the erasures topic.",
-    )
-    f.add_argument("user")
-    f.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="wait up to S seconds for the erasure receipt and print it (exit 3 without one)",
-    )
-    f.set_defaults(func=_cmd_forget)

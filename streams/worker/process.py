@@ -1,4 +1,5 @@
-"""Worker subprocesses: start ``vidrec worker`` (or another program) and wait for its partitions.
+"""Worker subprocesses: start ``vidrec worker`` (or another program) and wait for its partitions;
+``ensure_broker`` starts the local broker when none answers.
 
 ``vidrec up``, ``vidrec soak`` and ``vidrec bench``'s streaming section all run workers this way.
 """
@@ -15,6 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from streams.wire.broker import run_script, wait_for_broker
+from streams.wire.settings import KafkaSettings
 
 SERVING = re.compile(r"serving \S+ partitions \[([0-9, ]*)\]")
 
@@ -115,3 +119,26 @@ def wait_until_serving(
             tails = "\n".join(f"--- {w.name}\n" + "\n".join(w.lines[-15:]) for w in workers)
             raise RuntimeError(f"workers did not take all {partitions} partitions:\n{tails}")
         time.sleep(0.2)
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _broker_is_local(kafka: KafkaSettings) -> bool:
+    return all(s.rsplit(":", 1)[0].strip("[]") in LOCAL_HOSTS for s in kafka.servers)
+
+
+def ensure_broker(kafka: KafkaSettings) -> bool:
+    """Make sure a broker answers; returns True when this call started the local one."""
+    try:
+        wait_for_broker(kafka.bootstrap_servers, timeout_s=3.0, settings=kafka)
+        return False
+    except TimeoutError:
+        if not _broker_is_local(kafka):
+            raise
+    port = int(kafka.servers[0].rsplit(":", 1)[1])
+    print(f"vidrec up: starting the local Kafka broker on port {port} ...", file=sys.stderr)
+    if run_script("up", port=port) != 0:
+        raise RuntimeError("the local broker did not start (see infra/kafka/run/logs)")
+    wait_for_broker(kafka.bootstrap_servers, timeout_s=60.0, settings=kafka)
+    return True

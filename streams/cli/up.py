@@ -18,50 +18,76 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from streams.wire.clients import DEFAULT_SPEED
+from streams.cli.options import (
+    add_log_argument,
+    add_settings_argument,
+    load_cli_settings,
+    log_or_sample,
+)
+from streams.cli.subscribe import format_recommendations
+from streams.wire.broker import run_script
+from streams.wire.clients import (
+    DEFAULT_SPEED,
+    Pacer,
+    Sender,
+    latency_summary,
+    make_producer,
+    replay,
+    subscribe,
+)
+from streams.wire.eventlog import read_log
 from streams.wire.settings import KafkaSettings
-from streams.wire.topics import Topics, TopicSettings, create_topics
-from streams.worker.process import WorkerProcess, wait_until_serving
-
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def _broker_is_local(kafka: KafkaSettings) -> bool:
-    return all(s.rsplit(":", 1)[0].strip("[]") in LOCAL_HOSTS for s in kafka.servers)
+from streams.wire.topics import Topics, TopicSettings, create_topics, delete_prefix
+from streams.worker.process import WorkerProcess, ensure_broker, wait_until_serving
+from workers.settings import SETTINGS_FILE_ENV
 
 
-def ensure_broker(kafka: KafkaSettings) -> bool:
-    """Make sure a broker answers; returns True when this call started the local one."""
-    from streams.wire.broker import run_script, wait_for_broker
-
-    try:
-        wait_for_broker(kafka.bootstrap_servers, timeout_s=3.0, settings=kafka)
-        return False
-    except TimeoutError:
-        if not _broker_is_local(kafka):
-            raise
-    port = int(kafka.servers[0].rsplit(":", 1)[1])
-    print(f"vidrec up: starting the local Kafka broker on port {port} ...", file=sys.stderr)
-    if run_script("up", port=port) != 0:
-        raise RuntimeError("the local broker did not start (see infra/kafka/run/logs)")
-    wait_for_broker(kafka.bootstrap_servers, timeout_s=60.0, settings=kafka)
-    return True
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    from streams.cli.commands import load_cli_settings
-    from streams.wire.clients import (
-        Pacer,
-        Sender,
-        format_recommendations,
-        latency_summary,
-        make_producer,
-        replay,
-        subscribe,
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "up",
+        help="run everything locally: broker, topics, worker, replay, live recommendations",
+        description="Start the local Kafka broker (if none answers), create the topics, start "
+        "worker process(es), replay an event log (default: the first --limit lines of the "
+        "shipped sample) and print live recommendations as they are published. Ctrl-C stops "
+        "the replay, the workers and the broker it started.",
     )
-    from streams.wire.eventlog import read_log
-    from workers.settings import SETTINGS_FILE_ENV
+    add_log_argument(p, "event log to replay (default: the shipped sample)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed",
+        type=float,
+        default=DEFAULT_SPEED,
+        help=f"stream seconds per wall second (default {DEFAULT_SPEED:g})",
+    )
+    pace.add_argument("--max", action="store_true", help="replay as fast as possible")
+    p.add_argument(
+        "--limit", type=int, default=5000, help="log lines to replay (0 = all; default 5000)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--user", help="show only this user's lists (all of them)")
+    p.add_argument("--all", action="store_true", help="show every list, not one a second")
+    p.add_argument("--every", type=float, default=1.0, help="seconds between lists shown")
+    p.add_argument("--top", type=int, default=5, help="items shown per list")
+    p.add_argument(
+        "--drain", type=float, default=5.0, help="quiet seconds after the replay that end the run"
+    )
+    p.add_argument("--keep-broker", action="store_true", help="leave the broker running at exit")
+    p.add_argument(
+        "--prefix",
+        help="topic prefix (default: VIDREC_TOPIC_PREFIX, else a fresh vidrec-up-XXXXXX whose "
+        "topics are deleted at exit)",
+    )
+    p.add_argument("--keep-topics", action="store_true", help="keep a fresh prefix's topics")
+    p.add_argument("--verbose", action="store_true", help="echo the workers' log lines")
+    add_settings_argument(
+        p,
+        "settings file the workers load (from `vidrec tune`; default: "
+        "$VIDREC_SETTINGS_FILE, which the workers inherit)",
+    )
+    p.set_defaults(func=cmd_up)
 
+
+def cmd_up(args: argparse.Namespace) -> int:
     settings_file = str(Path(args.settings).resolve()) if args.settings else None
     load_cli_settings("up", settings_file)  # a bad file stops here, not in every worker
     kafka = KafkaSettings()
@@ -73,12 +99,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if prefix:
         topic_settings = topic_settings.model_copy(update={"prefix": prefix})
     topics = Topics(topic_settings)
-    path = args.log
-    if path is None:
-        from streams.sample.generator import default_sample_path
-
-        path = str(default_sample_path())
-    elif not Path(path).exists():
+    path = log_or_sample(args.log)
+    if not Path(path).exists():
         print(f"vidrec up: no such event log: {path}", file=sys.stderr)
         return 2
     try:
@@ -174,60 +196,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
         for w in workers:
             w.stop()
         if ephemeral and not args.keep_topics:
-            from streams.wire.topics import delete_prefix
-
             delete_prefix(kafka, topics.settings.prefix)
         if started_broker and not args.keep_broker:
-            from streams.wire.broker import run_script
-
             run_script("down")
         elif started_broker:
             print("vidrec up: broker left running ('vidrec kafka down' stops it)", file=sys.stderr)
     return code
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``vidrec up``."""
-    p = subparsers.add_parser(
-        "up",
-        help="run everything locally: broker, topics, worker, replay, live recommendations",
-        description="Start the local Kafka broker (if none answers), create the topics, start "
-        "worker process(es), replay an event log (default: the first --limit lines of the "
-        "shipped sample) and print live recommendations as they are published. Ctrl-C stops "
-        "the replay, the workers and the broker it started.",
-    )
-    p.add_argument("log", nargs="?", help="event log to replay (default: the shipped sample)")
-    pace = p.add_mutually_exclusive_group()
-    pace.add_argument(
-        "--speed",
-        type=float,
-        default=DEFAULT_SPEED,
-        help=f"stream seconds per wall second (default {DEFAULT_SPEED:g})",
-    )
-    pace.add_argument("--max", action="store_true", help="replay as fast as possible")
-    p.add_argument(
-        "--limit", type=int, default=5000, help="log lines to replay (0 = all; default 5000)"
-    )
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--user", help="show only this user's lists (all of them)")
-    p.add_argument("--all", action="store_true", help="show every list, not one a second")
-    p.add_argument("--every", type=float, default=1.0, help="seconds between lists shown")
-    p.add_argument("--top", type=int, default=5, help="items shown per list")
-    p.add_argument(
-        "--drain", type=float, default=5.0, help="quiet seconds after the replay that end the run"
-    )
-    p.add_argument("--keep-broker", action="store_true", help="leave the broker running at exit")
-    p.add_argument(
-        "--prefix",
-        help="topic prefix (default: VIDREC_TOPIC_PREFIX, else a fresh vidrec-up-XXXXXX whose "
-        "topics are deleted at exit)",
-    )
-    p.add_argument("--keep-topics", action="store_true", help="keep a fresh prefix's topics")
-    p.add_argument("--verbose", action="store_true", help="echo the workers' log lines")
-    p.add_argument(
-        "--settings",
-        metavar="FILE",
-        help="settings file the workers load (from `vidrec tune`; default: "
-        "$VIDREC_SETTINGS_FILE, which the workers inherit)",
-    )
-    p.set_defaults(func=_cmd_up)
