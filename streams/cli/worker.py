@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from streams.cli.options import add_settings_argument, load_cli_settings, reports_kafka_errors
-from streams.worker.app import WorkerSettings, make_app, run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @reports_kafka_errors("worker")
 def _cmd_worker(args: argparse.Namespace) -> int:
+    # imported here, not at the top: faust, torch and Qdrant load only when a worker starts
+    from streams.worker.app import WorkerSettings, make_app, run
+
     updates: dict[str, Any] = {}
     if args.loglevel:
         updates["loglevel"] = args.loglevel

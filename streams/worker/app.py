@@ -28,18 +28,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.worker import Worker
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.wire import ITEM_DELTAS, STAGES, VIDEO_VECTORS
 from streams.wire.settings import KafkaSettings
 from streams.wire.topics import Topics, create_topics, partition_ids
+from streams.worker.agents import Backoff, register_agents
+from workers.adapter import EngineAdapter
+from workers.encoder import load_encoder
+from workers.engine import Engine
+from workers.index import VideoIndex, VideoIndexError
+from workers.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +122,6 @@ class WorkerSettings(BaseSettings):
 
 def faust_credentials(kafka: KafkaSettings) -> Any:
     """faust's ``broker_credentials`` for a secured cluster (``None`` for plaintext)."""
-    import faust
 
     ctx = _ssl_context(kafka)
     if kafka.security_protocol.startswith("SASL_"):
@@ -131,7 +140,6 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
 def _ssl_context(kafka: KafkaSettings) -> Any:
     if kafka.security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    import ssl
 
     ctx = ssl.create_default_context(cafile=kafka.ssl_cafile)
     if kafka.ssl_certfile:
@@ -205,10 +213,6 @@ def make_app(
     replicate
         Start the replicator task; agent tests with ``test_context`` switch it off.
     """
-    import faust
-
-    from streams.worker.agents import Backoff, register_agents
-    from workers.adapter import EngineAdapter
 
     worker = worker or WorkerSettings()
     kafka = kafka or KafkaSettings()
@@ -277,10 +281,6 @@ def make_app(
 
 
 def _default_engine(settings: Any = None) -> tuple[Any, Any]:
-    from workers.encoder import load_encoder
-    from workers.engine import Engine
-    from workers.index import VideoIndex
-    from workers.settings import load_settings
 
     settings = settings or load_settings()
     encoder = load_encoder(settings.encoder)
@@ -324,10 +324,6 @@ def _replicator(wa: WorkerApp) -> Any:
     """The task that feeds every worker all of ``video-vectors`` and ``item-deltas``."""
 
     async def replicate() -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        from streams.worker.agents import Backoff
-        from workers.index import VideoIndexError
 
         stage_of = {wa.topics.video_vectors: VIDEO_VECTORS, wa.topics.item_deltas: ITEM_DELTAS}
         consumer = AIOKafkaConsumer(
@@ -422,8 +418,6 @@ def _status(wa: WorkerApp) -> Any:
         engine = wa.adapter.engine
         c["degraded_searches"] = getattr(engine, "degraded_searches", 0)
         if engine.index is not None:
-            from workers.index import VideoIndexError
-
             try:
                 c["indexed"] = engine.index.count()
             except VideoIndexError:
@@ -440,7 +434,6 @@ def faust_worker(wa: WorkerApp) -> Any:
     every debug call of aiokafka (a few per record produced or fetched) then builds a log
     record that the handlers drop (a few percent of a worker's time).
     """
-    from faust.worker import Worker
 
     worker = Worker(wa.app, loglevel=wa.settings.loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None
