@@ -303,6 +303,3 @@ def utcnow() -> datetime:
 def json_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schema of every message type, by type name."""
     return {cls.__name__: cls.model_json_schema() for cls in MESSAGE_TYPES.values()}
-
-
-_Message = MessageBase  # the old private name, until streams/ stops using it

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.messages import _Message
+from schemas import MessageBase
 from streams.sample import default_sample_path
 from streams.sample.generator import (
     DEFAULT_DAYS,
@@ -61,7 +61,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f"vidrec sample: {line}", file=sys.stderr, flush=True)
 
-    messages: Iterable[_Message] = generate(
+    messages: Iterable[MessageBase] = generate(
         args.seed,
         args.videos,
         args.users,

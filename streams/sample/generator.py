@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas import EventType, UserEvent, VideoPublished
-from schemas.messages import _Message
+from schemas import EventType, MessageBase, UserEvent, VideoPublished
 from streams.sample.vocabulary import (
     GENERIC_DESC,
     GENERIC_TAGS,
@@ -981,7 +980,7 @@ def summarize(messages: Iterable[Any], fresh_days: float = 7.0) -> dict[str, Any
     }
 
 
-def write_sample(path: str | Path, messages: Iterable[_Message]) -> int:
+def write_sample(path: str | Path, messages: Iterable[MessageBase]) -> int:
     """Write messages as JSON lines (``-`` is stdout); returns the line count.
 
     A ``.gz`` file is written with a zero gzip timestamp and no file name in its header, so the

@@ -23,13 +23,13 @@ from schemas import (
     DecodeError,
     ErasureReceipt,
     ForgetUser,
+    MessageBase,
     Recommendations,
     UserEvent,
     VideoPublished,
     decode,
     utcnow,
 )
-from schemas.messages import _Message
 from schemas.wire import TRIGGER_TS_HEADER
 from streams.wire.eventlog import BadLine
 from streams.wire.privacy import Pseudonymiser
@@ -40,7 +40,7 @@ from streams.wire.topics import Topics, create_topics
 DEFAULT_SPEED = 900.0
 
 
-def route(msg: _Message, topics: Topics) -> tuple[str, bytes]:
+def route(msg: MessageBase, topics: Topics) -> tuple[str, bytes]:
     """The topic and key a message is produced to.
 
     Raises
@@ -55,7 +55,7 @@ def route(msg: _Message, topics: Topics) -> tuple[str, bytes]:
     raise ValueError(f"a {msg.kind!r} record is an output of the workers, not an input")
 
 
-def message_time(msg: _Message) -> float | None:
+def message_time(msg: MessageBase) -> float | None:
     """Stream time of a message in epoch seconds (what replay paces by)."""
     if isinstance(msg, VideoPublished):
         return msg.published_at.timestamp()
@@ -139,7 +139,7 @@ class Sender:
             if len(self.stats.errors) < 5:
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
 
-    def send(self, msg: _Message) -> None:
+    def send(self, msg: MessageBase) -> None:
         if self.pseudonymiser is not None:
             msg = self.pseudonymiser.apply(msg)
         topic, key = route(msg, self.topics)
@@ -160,7 +160,7 @@ def _report(bad: BadLine, where: str = "") -> None:
 
 
 def ingest(
-    messages: Iterable[_Message | BadLine],
+    messages: Iterable[MessageBase | BadLine],
     sender: Sender,
     on_bad: Callable[[BadLine], None] = _report,
 ) -> SendStats:
@@ -205,7 +205,7 @@ class Pacer:
         self._t0: float | None = None
         self._wall0 = 0.0
 
-    def wait(self, msg: _Message) -> float:
+    def wait(self, msg: MessageBase) -> float:
         """Sleep until ``msg`` is due; returns the seconds slept."""
         if self.speed is None:
             return 0.0
@@ -228,7 +228,7 @@ class Pacer:
 
 
 def replay(
-    messages: Iterable[_Message | BadLine],
+    messages: Iterable[MessageBase | BadLine],
     sender: Sender,
     pacer: Pacer,
     *,

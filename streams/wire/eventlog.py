@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from schemas import DecodeError, decode
-from schemas.messages import _Message
+from schemas import DecodeError, MessageBase, decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +42,7 @@ def open_text(path: str | Path, mode: str = "r") -> IO[str]:
     return open(path, mode, encoding="utf-8", errors=errors)
 
 
-def read_lines(lines: Iterable[str]) -> Iterator[_Message | BadLine]:
+def read_lines(lines: Iterable[str]) -> Iterator[MessageBase | BadLine]:
     """Decode lines into messages, yielding a ``BadLine`` for each one that fails."""
     for lineno, line in enumerate(lines, start=1):
         text = line.strip()
@@ -61,7 +60,7 @@ def read_lines(lines: Iterable[str]) -> Iterator[_Message | BadLine]:
             yield BadLine(lineno, exc.reason, text[:10_000])
 
 
-def read_log(path: str | Path) -> Iterator[_Message | BadLine]:
+def read_log(path: str | Path) -> Iterator[MessageBase | BadLine]:
     """Messages of a log file in file order (``-`` reads stdin)."""
     f = open_text(path)
     try:
@@ -71,7 +70,7 @@ def read_log(path: str | Path) -> Iterator[_Message | BadLine]:
             f.close()
 
 
-def write_log(path: str | Path, messages: Iterable[_Message]) -> int:
+def write_log(path: str | Path, messages: Iterable[MessageBase]) -> int:
     """Write messages as JSON lines; returns how many were written."""
     n = 0
     f = open_text(path, "w")
@@ -92,7 +91,7 @@ class LogWriter:
     def __init__(self, path: str | Path) -> None:
         self._f = open_text(path, "w")
 
-    def write(self, msg: _Message) -> None:
+    def write(self, msg: MessageBase) -> None:
         self._f.write(msg.to_json().decode())
         self._f.write("\n")
 

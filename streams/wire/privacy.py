@@ -12,8 +12,7 @@ import hmac
 
 from pydantic import SecretStr
 
-from schemas import ForgetUser, Recommendations, UserEvent
-from schemas.messages import _Message
+from schemas import ForgetUser, MessageBase, Recommendations, UserEvent
 from streams.wire.settings import PrivacySettings
 
 PREFIX = "p-"
@@ -65,7 +64,7 @@ class Pseudonymiser:
         """The pseudonym of one id (what an operator looks up to find a user's records)."""
         return pseudonym(user_id, self._key)
 
-    def apply(self, msg: _Message) -> _Message:
+    def apply(self, msg: MessageBase) -> MessageBase:
         """``msg`` with its ``user_id`` pseudonymised; a video (no user id) is returned as is."""
         if isinstance(msg, UserEvent | ForgetUser | Recommendations):
             return msg.model_copy(update={"user_id": self.user_id(msg.user_id)})
