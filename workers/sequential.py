@@ -49,7 +49,9 @@ class SeqNet(nn.Module):
         self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
-        self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(max_len))
+        self.register_buffer(
+            "causal", nn.Transformer.generate_square_subsequent_mask(max_len), persistent=False
+        )
 
     def item_reps(
         self, content: torch.Tensor, has_content: torch.Tensor, known: torch.Tensor
@@ -347,12 +349,16 @@ class SequentialModel:
         size = int(rows.max()) + 1 if len(rows) else 0
         obj._grow(size)
 
-        def place(a: np.ndarray) -> torch.Tensor:
+        def tensor(a: Any) -> torch.Tensor:  # arrays, or lists from a JSON snapshot
+            return torch.tensor(np.asarray(a, dtype=np.float32))
+
+        def place(a: Any) -> torch.Tensor:
             out = torch.zeros_like(obj.net.ids.data)
-            out[torch.from_numpy(rows)] = torch.from_numpy(a)
+            if len(rows):
+                out[torch.from_numpy(rows)] = tensor(a)
             return out
 
-        sd = {k: torch.from_numpy(np.asarray(v)) for k, v in state["net"].items()}
+        sd = {k: tensor(v) for k, v in state["net"].items()}
         sd["ids"] = place(state["net"]["ids"])
         obj.net.load_state_dict(sd)
         obj.known[:] = False
@@ -363,8 +369,8 @@ class SequentialModel:
             ea, eas = m["exp_avg"], m["exp_avg_sq"]
             obj.opt.state[p] = {
                 "step": torch.tensor(m["step"]),
-                "exp_avg": place(ea) if name == "ids" else torch.tensor(np.asarray(ea)),
-                "exp_avg_sq": place(eas) if name == "ids" else torch.tensor(np.asarray(eas)),
+                "exp_avg": place(ea) if name == "ids" else tensor(ea),
+                "exp_avg_sq": place(eas) if name == "ids" else tensor(eas),
             }
         obj.steps = state["steps"]
         obj.serving = obj._frozen()
