@@ -198,7 +198,7 @@ def test_with_the_setting_on_the_engine_publishes_valid_lists_with_a_seq_score()
         assert not set(ids) & set(eng.seen_of(recs.user_id))
     # the model's own candidates reach the list: its top pick for a user is a candidate
     user = out[-1].user_id
-    scores = eng._seq_scores(eng.users[user])
+    scores = eng._seq_scores(user, eng.users[user])
     assert scores is not None and scores.shape == (len(eng.catalog),)
 
 
@@ -228,9 +228,9 @@ def test_the_engine_snapshot_resumes_the_model() -> None:
 def test_the_forget_receipt_says_what_happens_to_the_trained_weights() -> None:
     eng = seq_engine()
     drive(planted_log(), eng)
-    assert "u3" in eng._seq_pool
+    assert "u3" in eng._seq_pool and "u3" in eng._seq_hidden
     receipt = eng.on_forget(ForgetUser(user_id="u3", ts=T0 + timedelta(days=1)))
-    assert "u3" not in eng._seq_pool
+    assert "u3" not in eng._seq_pool and "u3" not in eng._seq_hidden
     assert receipt.erased["seq_training_pool"] == 1
     line = next(k for k in receipt.kept if k.startswith("sequential model weights"))
     assert "cannot be subtracted" in line and f"{eng.seq.steps} steps" in line  # type: ignore[union-attr]

@@ -194,7 +194,11 @@ class Engine:
         self.seq = self._new_sequential() if "seq" in self.cfg.sources else None
         # users whose sequences the sequential model trains on, least recently active first
         self._seq_pool: OrderedDict[str, None] = OrderedDict()
-        self._seq_memo: tuple[UserState, int, int, int, np.ndarray] | None = None
+        self._seq_memo: tuple[UserState, int, int, int, int, np.ndarray] | None = None
+        # per user: (their state object, (ledger total, weights version), hidden state)
+        self._seq_hidden: OrderedDict[str, tuple[UserState, tuple[int, int], np.ndarray]] = (
+            OrderedDict()
+        )
         if features is None:
             features = [f for f in FEATURES if self._feature_on(f)]
         self.fusion = Fusion(
@@ -209,6 +213,7 @@ class Engine:
         self.degraded_searches = 0
         self._cands: OrderedDict[str, CachedCandidates] = OrderedDict()
         self._videos_version = 0
+        self._content_changes = 0  # videos whose content vector changed (not new ones)
         self._since_sweep = 0
         self._view_memo: tuple[UserState, int, list, np.ndarray] | None = None
         self.applied = AppliedEvents()
@@ -266,6 +271,7 @@ class Engine:
                 self.factors.add_item(idx, vec if self.encoder is not None else None, v.video_id)
             elif not same:  # a redelivered video must not blend its content in again
                 self.factors.set_content(idx, vec)
+                self._content_changes += 1
 
     # -- user events ------------------------------------------------------------------------
     def on_event(self, event: UserEvent) -> Recommendations | None:
@@ -585,6 +591,8 @@ class Engine:
     def drop_cached(self, user_id: str) -> None:
         """Drop what is derived from the user's state (for a user removed or replaced)."""
         self._cands.pop(user_id, None)
+        self._seq_hidden.pop(user_id, None)
+        self._seq_memo = None
 
     # -- forgetting -------------------------------------------------------------------------
     def on_forget(self, msg: ForgetUser) -> ErasureReceipt:
@@ -725,23 +733,37 @@ class Engine:
         self._seq_memo = None
         return loss
 
-    def _seq_scores(self, st: UserState | None) -> np.ndarray | None:
+    def _seq_scores(self, user_id: str, st: UserState | None) -> np.ndarray | None:
         """The sequential model's scores of the whole catalogue for the user (None: off, or a
-        user without history); remembered for the last user until anything changes."""
+        user without history).
+
+        The user's state after their sequence is kept per user (``dim`` floats, bounded by
+        ``candidate_cache_users``) until their ledger or the weights change, so the fusion's
+        update at the user's next event reuses the forward pass made to rank their last list.
+        The scores themselves are remembered for the last user only.
+        """
         if self.seq is None or st is None or not len(st.ledger):
             return None
         cat = self.catalog
-        key = (st.ledger.total, self.seq.serving.version, cat._version)
+        n, token = len(cat), self._content_changes
+        key = (st.ledger.total, self.seq.version, n, token)
         memo = self._seq_memo
-        if memo is not None and memo[0] is st and memo[1:4] == key:
-            return memo[4]
-        seq = self._sequence(st)[-self.settings.seq_len :]
-        if not seq:
-            return None
-        n = len(cat)
-        scores = self.seq.score_many(
-            [seq], cat.vectors[:n], cat.has_content[:n], token=cat._version
-        )[0]
+        if memo is not None and memo[0] is st and memo[1:5] == key:
+            return memo[5]
+        vectors, has = cat.vectors[:n], cat.has_content[:n]
+        kept = self._seq_hidden.get(user_id)
+        if kept is not None and kept[0] is st and kept[1] == key[:2]:
+            h = kept[2]
+        else:
+            seq = self._sequence(st)[-self.settings.seq_len :]
+            if not seq:
+                return None
+            h = self.seq.hidden_many([seq], vectors, has, token)
+            self._seq_hidden[user_id] = (st, key[:2], h)
+            self._seq_hidden.move_to_end(user_id)
+            while len(self._seq_hidden) > max(1, self.settings.candidate_cache_users):
+                self._seq_hidden.popitem(last=False)
+        scores = self.seq.scores_from(h, vectors, has, token)[0]
         self._seq_memo = (st, *key, scores)
         return scores
 
@@ -786,7 +808,7 @@ class Engine:
             else np.zeros(len(items), dtype=np.float32)
         )
         if seq is ...:
-            seq = self._seq_scores(st)
+            seq = self._seq_scores(user_id, st)
         return featurise(
             items,
             now=self.now,
@@ -838,7 +860,7 @@ class Engine:
         else:
             content, mf = cached.content, cached.mf
         cands += [content, mf]
-        seq = self._seq_scores(st)
+        seq = self._seq_scores(user_id, st)
         if seq is not None and cfg.n_seq > 0:
             masked = seq.copy()
             masked[seen] = -np.inf

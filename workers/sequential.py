@@ -68,6 +68,12 @@ class SeqNet(nn.Module):
             reps = reps + ids
         return reps
 
+    def reps_of(
+        self, rows: torch.Tensor, content: torch.Tensor, has: torch.Tensor, known: torch.Tensor
+    ) -> torch.Tensor:
+        """Representations of the catalogue rows ``rows`` (all within the id table)."""
+        return self.proj(content) * has[:, None] + self.ids[rows] * known[:, None]
+
     def hidden(self, seqs: torch.Tensor, reps: torch.Tensor) -> torch.Tensor:
         """(B, L, dim) states; ``seqs`` is (B, L) item indices, left-padded with -1."""
         b, length = seqs.shape
@@ -187,27 +193,29 @@ class SequentialModel:
             m = len(s) - 1
             inp[r, length - m :] = s[:-1]
             tgt[r, length - m :] = s[1:]
+        if self.loss == "sampled" and self.negatives < n:
+            # only the rows a step touches: its sequences' videos and the sampled negatives,
+            # so a step costs the same on any catalogue
+            negs = np.random.default_rng([self.seed, self.steps]).integers(0, n, self.negatives)
+            rows = np.unique(np.concatenate([inp[inp >= 0], tgt[tgt >= 0], negs]))
+            inp = np.where(inp >= 0, np.searchsorted(rows, inp), -1)
+            tgt = np.where(tgt >= 0, np.searchsorted(rows, tgt), -1)
+        else:
+            rows = np.arange(n)
         with _threads(self.threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 1_000_003 + self.steps)
             self.net.train()
-            content = torch.from_numpy(np.ascontiguousarray(vectors[:n], dtype=np.float32))
-            has = torch.from_numpy(has_content[:n].astype(np.float32))
-            known = torch.from_numpy(self.known[:n].astype(np.float32))
-            reps = self.net.item_reps(content, has, known)
+            reps = self.net.reps_of(
+                torch.from_numpy(rows),
+                torch.from_numpy(np.ascontiguousarray(vectors[rows], dtype=np.float32)),
+                torch.from_numpy(has_content[rows].astype(np.float32)),
+                torch.from_numpy(self.known[rows].astype(np.float32)),
+            )
             h = self.net.hidden(torch.from_numpy(inp), reps)
             t = torch.from_numpy(tgt)
             valid = t >= 0
-            hv, tv = h[valid], t[valid]
-            if self.loss == "sampled" and self.negatives < n:
-                rng = np.random.default_rng([self.seed, self.steps])
-                negs = rng.integers(0, n, self.negatives)
-                cand, inv = np.unique(np.concatenate([tv.numpy(), negs]), return_inverse=True)
-                logits = hv @ reps[torch.from_numpy(cand)].T
-                target = torch.from_numpy(inv[: len(tv)])
-            else:
-                logits = hv @ reps.T
-                target = tv
-            loss = nn.functional.cross_entropy(logits, target)
+            logits = h[valid] @ reps.T
+            loss = nn.functional.cross_entropy(logits, t[valid])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -259,9 +267,11 @@ class SequentialModel:
         """Log-lift scores, (users, items) or (users, catalogue) when ``items`` is None.
 
         ``sequences`` are each user's recent items, oldest first (an empty one scores 0
-        everywhere). ``token`` names the catalogue's version: the item representations are
-        kept until it or the weights change, so scoring one event costs one forward pass of
-        the user's sequence and one (catalogue x dim) product.
+        everywhere). ``token`` names the version of the catalogue's content vectors: the item
+        representations are kept until it or the weights change (new videos only add rows), so
+        scoring costs one forward pass of the users' sequences and one (catalogue x dim)
+        product. ``hidden_many`` and ``scores_from`` are its two halves, for a caller that
+        keeps a user's state between events.
         """
         n = len(vectors)
         width = n if items is None else len(items)
@@ -270,36 +280,74 @@ class SequentialModel:
         if n == 0 or not rows:
             return out
         net = self.serving
+        h = self.hidden_many([sequences[r] for r in rows], vectors, has_content, token, net)
+        lift = self.scores_from(h, vectors, has_content, token, net)
+        out[rows] = lift if items is None else lift[:, items]
+        return out
+
+    def hidden_many(
+        self,
+        sequences: Sequence[Sequence[int]],
+        vectors: np.ndarray,
+        has_content: np.ndarray,
+        token: int = 0,
+        net: SeqNet | None = None,
+    ) -> np.ndarray:
+        """(users, dim): the state after each (non-empty) sequence, under the serving weights."""
+        net = net or self.serving
         with _threads(self.threads), torch.inference_mode():
             reps = self._item_reps(net, vectors, has_content, token)
-            length = min(self.max_len, max(len(sequences[r]) for r in rows))
-            inp = np.full((len(rows), length), -1, dtype=np.int64)
-            for j, r in enumerate(rows):
-                s = list(sequences[r])[-length:]
+            length = min(self.max_len, max(len(s) for s in sequences))
+            inp = np.full((len(sequences), length), -1, dtype=np.int64)
+            for j, seq in enumerate(sequences):
+                s = list(seq)[-length:]
                 inp[j, length - len(s) :] = s
-            h = net.hidden(torch.from_numpy(inp), reps)[:, -1]
-            logits = h @ reps.T
+            return net.hidden(torch.from_numpy(inp), reps)[:, -1].numpy()
+
+    def scores_from(
+        self,
+        hidden: np.ndarray,
+        vectors: np.ndarray,
+        has_content: np.ndarray,
+        token: int = 0,
+        net: SeqNet | None = None,
+    ) -> np.ndarray:
+        """(users, catalogue) log-lifts from states ``hidden_many`` returned."""
+        net = net or self.serving
+        n = len(vectors)
+        with _threads(self.threads), torch.inference_mode():
+            reps = self._item_reps(net, vectors, has_content, token)
+            logits = torch.from_numpy(hidden) @ reps.T
             lift = logits - torch.logsumexp(logits, dim=1, keepdim=True) + math.log(n)
-            lift_np = lift.numpy()
-        out[rows] = lift_np if items is None else lift_np[:, items]
-        return out
+            return lift.numpy()
+
+    @property
+    def version(self) -> int:
+        """The serving weights' version (their step count): a state from older ones is stale."""
+        return self.serving.version  # type: ignore[attr-defined]
 
     def _item_reps(
         self, net: SeqNet, vectors: np.ndarray, has_content: np.ndarray, token: int
     ) -> torch.Tensor:
+        """The serving weights' item representations; ``token`` changes when a video's content
+        does. New videos only append rows, so a growing catalogue costs only its new rows."""
         n = len(vectors)
         version = net.version  # type: ignore[attr-defined]
         c = self._reps
-        if c is not None and c[0] == version and c[1] == n and c[2] == token:
-            return c[3]
-        known = np.zeros(n, dtype=np.float32)
+        if c is not None and c[0] == version and c[2] == token and c[1] <= n:
+            if c[1] == n:
+                return c[3]
+            start, head = c[1], [c[3]]
+        else:
+            start, head = 0, []
         k = net.known  # type: ignore[attr-defined]
-        known[: min(n, len(k))] = k[:n]
-        reps = net.item_reps(
-            torch.from_numpy(np.ascontiguousarray(vectors[:n], dtype=np.float32)),
-            torch.from_numpy(has_content[:n].astype(np.float32)),
-            torch.from_numpy(known),
-        )
+        known = torch.from_numpy(k[start:n].astype(np.float32))  # rows past it: not watched
+        rows = net.proj(torch.from_numpy(np.ascontiguousarray(vectors[start:n], np.float32)))
+        rows = rows * torch.from_numpy(has_content[start:n].astype(np.float32))[:, None]
+        m = min(len(known), max(0, net.ids.shape[0] - start))
+        if m:
+            rows[:m] += net.ids[start : start + m] * known[:m, None]
+        reps = torch.cat([*head, rows]) if head else rows
         self._reps = (version, n, token, reps)
         return reps
 
