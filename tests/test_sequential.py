@@ -231,7 +231,7 @@ def test_the_forget_receipt_says_what_happens_to_the_trained_weights() -> None:
     assert "u3" in eng._seq_pool and "u3" in eng._seq_hidden
     receipt = eng.on_forget(ForgetUser(user_id="u3", ts=T0 + timedelta(days=1)))
     assert "u3" not in eng._seq_pool and "u3" not in eng._seq_hidden
-    assert receipt.erased["seq_training_pool"] == 1
+    assert receipt.erased["seq_training_pool"] == 1 and receipt.erased["seq_user_state"] == 1
     line = next(k for k in receipt.kept if k.startswith("sequential model weights"))
     assert "cannot be subtracted" in line and f"{eng.seq.steps} steps" in line  # type: ignore[union-attr]
     off = Engine(EngineSettings(k=10), HashingEncoder(32))

@@ -611,6 +611,7 @@ class Engine:
         earlier events cannot teach the engine about them again.
         """
         st = self.users.pop(msg.user_id, None)
+        had_seq_state = msg.user_id in self._seq_hidden
         self.drop_cached(msg.user_id)
         had_factors = self.factors.forget_user(msg.user_id)
         in_seq_pool = msg.user_id in self._seq_pool
@@ -659,7 +660,11 @@ class Engine:
                 "ledger_events": len(st.ledger) if st else 0,
                 "cooc_increments": len(deltas.cooc),
                 "popularity_increments": len(deltas.popularity),
-                **({"seq_training_pool": int(in_seq_pool)} if self.seq is not None else {}),
+                **(
+                    {"seq_training_pool": int(in_seq_pool), "seq_user_state": int(had_seq_state)}
+                    if self.seq is not None
+                    else {}
+                ),
             },
             kept=kept,
         )
