@@ -53,21 +53,6 @@ class SeqNet(nn.Module):
             "causal", nn.Transformer.generate_square_subsequent_mask(max_len), persistent=False
         )
 
-    def item_reps(
-        self, content: torch.Tensor, has_content: torch.Tensor, known: torch.Tensor
-    ) -> torch.Tensor:
-        """(n, dim): projected content where there is content, plus the id embedding of the
-        videos already watched (``known``); rows past the id table are content only."""
-        n = content.shape[0]
-        reps = self.proj(content) * has_content[:, None]
-        m = min(n, self.ids.shape[0])
-        if m:
-            ids = self.ids[:m] * known[:m, None]
-            if n > m:
-                ids = torch.cat([ids, reps.new_zeros(n - m, self.dim)])
-            reps = reps + ids
-        return reps
-
     def reps_of(
         self, rows: torch.Tensor, content: torch.Tensor, has: torch.Tensor, known: torch.Tensor
     ) -> torch.Tensor:
