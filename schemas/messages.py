@@ -127,6 +127,9 @@ class SourceScores(BaseModel):
     cooc: float = 0.0
     mf: float = 0.0
     popular: float = 0.0
+    # the sequential model's score (issue 17): absent (None, left out of the JSON) when the
+    # model is off, so the messages of an engine without it are byte for byte what they were
+    seq: float | None = None
 
 
 class RecommendedItem(BaseModel):
@@ -157,7 +160,8 @@ def recommended_items(
 ) -> list[RecommendedItem]:
     """A list's items from values the engine computed itself (not validated again).
 
-    ``sources`` rows are ``(cooc, content, mf, popular)``, the ranker's column order. Equal to
+    ``sources`` rows are ``(cooc, content, mf, popular)``, the ranker's column order, and a
+    fifth column ``seq`` when the sequential model is on. Equal to
     validated models (``tests/test_models.py`` checks it); only for trusted, finite values.
     """
     return [
@@ -170,7 +174,13 @@ def recommended_items(
                 "sources": _trusted(
                     SourceScores,
                     _SOURCE_FIELDS,
-                    {"content": s[1], "cooc": s[0], "mf": s[2], "popular": s[3]},
+                    {
+                        "content": s[1],
+                        "cooc": s[0],
+                        "mf": s[2],
+                        "popular": s[3],
+                        "seq": s[4] if len(s) > 4 else None,
+                    },
                 ),
             },
         )

@@ -158,6 +158,8 @@ class Engine:
         learn_fusion: bool = True,
     ) -> None:
         self.settings = s = settings or EngineSettings()
+        if not s.seq_enabled:
+            sources = [x for x in sources if x != "seq"]
         self.encoder = encoder
         self.index = index
         self.dim = encoder.dim if encoder is not None else 384
@@ -169,6 +171,7 @@ class Engine:
             n_fresh=s.candidates_fresh,
             n_mf=s.candidates_mf,
             n_popular=s.candidates_popular,
+            n_seq=s.candidates_seq,
             fresh_s=half_life_days(s.fresh_days),
             recent_half_life_s=half_life_days(s.recent_half_life_days),
             fresh_slots=s.fresh_slots,
@@ -188,6 +191,14 @@ class Engine:
             loss=s.factors_loss,
         )
         self.popularity = Popularity(half_life_days(s.popularity_half_life_days))
+        self.seq = self._new_sequential() if "seq" in self.cfg.sources else None
+        # users whose sequences the sequential model trains on, least recently active first
+        self._seq_pool: OrderedDict[str, None] = OrderedDict()
+        self._seq_memo: tuple[UserState, int, int, int, int, np.ndarray] | None = None
+        # per user: (their state object, (ledger total, weights version), hidden state)
+        self._seq_hidden: OrderedDict[str, tuple[UserState, tuple[int, int], np.ndarray]] = (
+            OrderedDict()
+        )
         if features is None:
             features = [f for f in FEATURES if self._feature_on(f)]
         self.fusion = Fusion(
@@ -202,6 +213,7 @@ class Engine:
         self.degraded_searches = 0
         self._cands: OrderedDict[str, CachedCandidates] = OrderedDict()
         self._videos_version = 0
+        self._content_changes = 0  # videos whose content vector changed (not new ones)
         self._since_sweep = 0
         self._view_memo: tuple[UserState, int, list, np.ndarray] | None = None
         self.applied = AppliedEvents()
@@ -216,6 +228,7 @@ class Engine:
             "recent": {"popular"},
             "fresh_content": {"content"},
             "pop_content": {"popular", "content"},
+            "seq": {"seq"},
         }[f]
         return needs <= src
 
@@ -258,6 +271,7 @@ class Engine:
                 self.factors.add_item(idx, vec if self.encoder is not None else None, v.video_id)
             elif not same:  # a redelivered video must not blend its content in again
                 self.factors.set_content(idx, vec)
+                self._content_changes += 1
 
     # -- user events ------------------------------------------------------------------------
     def on_event(self, event: UserEvent) -> Recommendations | None:
@@ -267,6 +281,9 @@ class Engine:
         if deltas is None:
             return None
         self.apply_item_deltas(deltas)
+        every = self.settings.seq_train_every
+        if self.seq is not None and every and self.n_events % every == 0:
+            self.train_sequential()
         return self.publish(event.user_id, event.event_id, t0)
 
     def step(self, msg: UserEvent | ForgetUser, t0: float) -> Step:
@@ -404,6 +421,12 @@ class Engine:
         deltas.positive = vid
         st.ledger.append(idx, ts, w, events_kept(s))
         st.mark_seen(idx, seen_cap(s))
+        if self.seq is not None:
+            pool = self._seq_pool
+            pool[event.user_id] = None
+            pool.move_to_end(event.user_id)
+            if len(pool) > s.seq_pool_users:
+                pool.popitem(last=False)
         return deltas
 
     def item_index(self, video_id: str, ts: float) -> int:
@@ -561,12 +584,15 @@ class Engine:
             if len(st.seen):
                 self.users[u] = UserState(seen=st.seen, last_ts=st.last_ts)
             self.factors.forget_user(u)
+            self._seq_pool.pop(u, None)
             self.drop_cached(u)
         return idle
 
     def drop_cached(self, user_id: str) -> None:
         """Drop what is derived from the user's state (for a user removed or replaced)."""
         self._cands.pop(user_id, None)
+        self._seq_hidden.pop(user_id, None)
+        self._seq_memo = None
 
     # -- forgetting -------------------------------------------------------------------------
     def on_forget(self, msg: ForgetUser) -> ErasureReceipt:
@@ -585,8 +611,11 @@ class Engine:
         earlier events cannot teach the engine about them again.
         """
         st = self.users.pop(msg.user_id, None)
+        had_seq_state = msg.user_id in self._seq_hidden
         self.drop_cached(msg.user_id)
         had_factors = self.factors.forget_user(msg.user_id)
+        in_seq_pool = msg.user_id in self._seq_pool
+        self._seq_pool.pop(msg.user_id, None)
         requested = msg.ts.timestamp()
         self.users[msg.user_id] = UserState(forgotten_at=requested)
         deltas = ItemDeltas(ts=self.now, sign=-1)
@@ -603,6 +632,15 @@ class Engine:
             "factor vector is deleted and what items learned from it fades as others' events "
             "overwrite it",
         ]
+        if self.seq is not None:
+            kept.append(
+                "sequential model weights: trained by SGD on mini-batches of recent users' "
+                f"sequences ({self.seq.steps} steps so far), which may have held this user's, so "
+                "they cannot be subtracted; the model holds nothing per user (a user is only a "
+                "sequence read from the ledger when scoring or training), the user's ledger is "
+                "deleted and the user is dropped from the training pool, so no later step sees "
+                "their events, and what the weights learned from them fades as training goes on"
+            )
         if dropped:
             kept.append(
                 f"co-counts and popularity of the user's {dropped} oldest events, beyond the "
@@ -622,6 +660,11 @@ class Engine:
                 "ledger_events": len(st.ledger) if st else 0,
                 "cooc_increments": len(deltas.cooc),
                 "popularity_increments": len(deltas.popularity),
+                **(
+                    {"seq_training_pool": int(in_seq_pool), "seq_user_state": int(had_seq_state)}
+                    if self.seq is not None
+                    else {}
+                ),
             },
             kept=kept,
         )
@@ -643,6 +686,92 @@ class Engine:
                 cooc.extend(self.cooc.deltas_one(Observation(None, vid, ts, w, before)))
         return cooc, pop
 
+    # -- the sequential model -----------------------------------------------------------------
+    def _new_sequential(self) -> Any:
+        from workers.sequential import SequentialModel
+
+        s = self.settings
+        return SequentialModel(
+            self.dim,
+            dim=s.seq_dim,
+            layers=s.seq_layers,
+            heads=s.seq_heads,
+            max_len=s.seq_len,
+            dropout=s.seq_dropout,
+            lr=s.seq_lr,
+            l2=s.seq_l2,
+            batch=s.seq_batch,
+            loss=s.seq_loss,
+            negatives=s.seq_negatives,
+            threads=s.seq_threads,
+            seed=s.seed,
+        )
+
+    def _sequence(self, st: UserState) -> list[int]:
+        """The user's last ``seq_len`` positive videos, oldest first (runs merged, as in the
+        history the other models read)."""
+        return [h[0] for h in reversed(st.ledger.history(self.settings.seq_len + 1))]
+
+    def train_sequential(self, steps: int | None = None) -> float | None:
+        """Training rounds of the sequential model on recently active users' sequences.
+
+        Users are drawn uniformly from the ``seq_pool_users`` most recently active, seeded by
+        the model's step count, so a replay trains the same way every time. The in-process run
+        calls this every ``seq_train_every`` events; a worker may call it from a thread (the
+        model swaps its serving weights atomically). Returns the last step's loss.
+        """
+        if self.seq is None or not self._seq_pool:
+            return None
+        loss = None
+        pool = list(self._seq_pool)
+        cat = self.catalog
+        for _ in range(steps or self.settings.seq_steps):
+            rng = np.random.default_rng([self.settings.seed, self.seq.steps])
+            picks = rng.choice(len(pool), size=min(self.seq.batch, len(pool)), replace=False)
+            seqs = []
+            for j in sorted(picks.tolist()):
+                st = self.users.get(pool[j])
+                if st is not None:
+                    seqs.append(self._sequence(st))
+            n = len(cat)
+            loss = self.seq.step(seqs, cat.vectors[:n], cat.has_content[:n]) or loss
+        self._seq_memo = None
+        return loss
+
+    def _seq_scores(self, user_id: str, st: UserState | None) -> np.ndarray | None:
+        """The sequential model's scores of the whole catalogue for the user (None: off, or a
+        user without history).
+
+        The user's state after their sequence is kept per user (``dim`` floats, bounded by
+        ``candidate_cache_users``) until their ledger or the weights change, so the fusion's
+        update at the user's next event reuses the forward pass made to rank their last list.
+        The scores themselves are remembered for the last user only.
+        """
+        if self.seq is None or st is None or not len(st.ledger):
+            return None
+        cat = self.catalog
+        n, token = len(cat), self._content_changes
+        key = (st.ledger.total, self.seq.version, n, token)
+        memo = self._seq_memo
+        if memo is not None and memo[0] is st and memo[1:5] == key:
+            return memo[5]
+        vectors, has = cat.vectors[:n], cat.has_content[:n]
+        kept = self._seq_hidden.get(user_id)
+        if kept is not None and kept[0] is st and kept[1] == key[:2]:
+            h = kept[2]
+        else:
+            seq = self._sequence(st)[-self.settings.seq_len :]
+            if not seq:
+                return None
+            h = self.seq.hidden_many([seq], vectors, has, token)
+            self._seq_hidden[user_id] = (st, key[:2], h)
+            self._seq_hidden.move_to_end(user_id)
+            while len(self._seq_hidden) > max(1, self.settings.candidate_cache_users):
+                self._seq_hidden.popitem(last=False)
+        scores = self.seq.scores_from(h, vectors, has, token)[0]
+        self._seq_memo = (st, *key, scores)
+        return scores
+
     # -- ranking (reads state, never creates any) -------------------------------------------
     def recommend(self, user_id: str, k: int | None = None) -> Recommendations:
         t0 = time.perf_counter()
@@ -661,9 +790,11 @@ class Engine:
         hist: list[tuple[int, float, float]] | None = None,
         cooc: tuple[np.ndarray, np.ndarray] | None = None,
         profile: np.ndarray | None | EllipsisType = ...,
+        seq: np.ndarray | None | EllipsisType = ...,
     ) -> np.ndarray:
-        """Features of ``items`` for the user; ``cooc`` and ``profile`` when the caller has them
-        already (``...``: not computed yet; ``None`` is a profile: the user has none)."""
+        """Features of ``items`` for the user; ``cooc``, ``profile`` and ``seq`` (the sequential
+        model's scores of the whole catalogue) when the caller has them already (``...``: not
+        computed yet; ``None`` is a profile: the user has none)."""
         cfg = self.cfg
         if hist is None:
             hist = self._history_idx(st)
@@ -681,6 +812,8 @@ class Engine:
             if "popular" in cfg.sources
             else np.zeros(len(items), dtype=np.float32)
         )
+        if seq is ...:
+            seq = self._seq_scores(user_id, st)
         return featurise(
             items,
             now=self.now,
@@ -691,6 +824,7 @@ class Engine:
             mf=mf,
             popular=pop,
             cfg=cfg,
+            seq=None if seq is None else seq[items],
         )
 
     def _profile(self, hist: list[tuple[int, float, float]]) -> np.ndarray | None:
@@ -731,6 +865,11 @@ class Engine:
         else:
             content, mf = cached.content, cached.mf
         cands += [content, mf]
+        seq = self._seq_scores(user_id, st)
+        if seq is not None and cfg.n_seq > 0:
+            masked = seq.copy()
+            masked[seen] = -np.inf
+            cands.append(np.asarray(_top_indices(masked, cfg.n_seq), dtype=np.int64))
         if "popular" in cfg.sources or not any(len(c) for c in cands):
             cands.append(self.popularity.trending(cfg.n_popular).astype(np.int64))
         items = np.unique(np.concatenate(cands)) if cands else np.zeros(0, dtype=np.int64)
@@ -738,7 +877,7 @@ class Engine:
             items = items[~_in_sorted(items, seen)]
         if len(items) == 0:
             return Ranked(items, np.zeros(0, np.float32), np.zeros((0, len(SOURCES)), np.float32))
-        feats = self._features(user_id, st, items, hist=hist, cooc=cooc, profile=profile)
+        feats = self._features(user_id, st, items, hist=hist, cooc=cooc, profile=profile, seq=seq)
         cold = self.popularity.views_of(items) < cfg.cold_views
         if not self.settings.cold_any_age:
             cold &= (self.now - self.catalog.published_at[items]) < cfg.fresh_s
@@ -840,7 +979,8 @@ class Engine:
         # Built with model_construct: every value comes from the engine itself, and validating
         # twenty nested models per event would cost more than ranking them.
         scores = np.round(ranked.scores.astype(np.float64), 6).tolist()
-        sources = np.round(ranked.sources.astype(np.float64), 6).tolist()
+        cols = ranked.sources if self.seq is not None else ranked.sources[:, :4]
+        sources = np.round(cols.astype(np.float64), 6).tolist()
         items = recommended_items(ids, scores, sources)
         return Recommendations.model_construct(
             schema_version=SCHEMA_VERSION,
@@ -871,6 +1011,8 @@ class Engine:
             "now": self.now,
             "n_events": self.n_events,
             "neg_pool": list(self._neg_pool),
+            "seq": None if self.seq is None else self.seq.to_state(self.catalog.ids),
+            "seq_pool": list(self._seq_pool),
         }
 
     @classmethod
@@ -886,6 +1028,11 @@ class Engine:
         obj.now = state["now"]
         obj.n_events = state["n_events"]
         obj._neg_pool = deque(state["neg_pool"], maxlen=5000)
+        if state.get("seq") is not None and obj.seq is not None:
+            from workers.sequential import SequentialModel
+
+            obj.seq = SequentialModel.from_state(state["seq"], obj.catalog.get)  # type: ignore[arg-type]
+        obj._seq_pool = OrderedDict.fromkeys(state.get("seq_pool", ()))
         return obj
 
 

@@ -148,6 +148,8 @@ BASELINES: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, Any]]] = 
     "engine co-occurrence": (("cooc",), ("cooc",), {}),
     "engine factors": (("mf",), ("mf",), {}),
     "content": (("content",), ("content",), {}),
+    # the next-video transformer alone (issue 17), ranking its own top candidates
+    "sequential only": (("seq",), ("seq",), {"seq_enabled": True, "candidates_seq": 100}),
 }
 BEHAVIOUR_ONLY = (
     "engine popularity",

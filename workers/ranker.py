@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from river import linear_model, optim, preprocessing
 
-FEATURES = ("cooc", "content", "mf", "popular", "recent", "fresh_content", "pop_content")
-SOURCES = ("cooc", "content", "mf", "popular")
+FEATURES = ("cooc", "content", "mf", "popular", "recent", "fresh_content", "pop_content", "seq")
+SOURCES = ("cooc", "content", "mf", "popular", "seq")
 
 # Starting weights: behaviour first, content as a tie-breaker, freshness as a nudge. Learning
 # moves them; these only matter for the first few hundred events.
@@ -34,6 +34,7 @@ INITIAL_WEIGHTS = {
     "recent": 0.5,
     "fresh_content": 1.0,
     "pop_content": 1.0,
+    "seq": 0.3,  # the sequential model's log-lift (0: no better than chance)
 }
 
 
@@ -140,7 +141,8 @@ class Fusion:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Fusion:
-        enabled = [f for f, m in zip(FEATURES, state["mask"], strict=True) if m]
+        # a snapshot from before a feature was added has a shorter mask: the new one is off
+        enabled = [f for f, m in zip(FEATURES, state["mask"], strict=False) if m]
         obj = cls(state["lr"], state["reg"], enabled, state.get("warmup", 200))
         sc = state.get("scaler")
         if sc is not None:
@@ -178,6 +180,7 @@ class RankerConfig:
     n_fresh: int = 30
     n_mf: int = 50
     n_popular: int = 100
+    n_seq: int = 50
     fresh_s: float = 7 * 86400.0
     recent_half_life_s: float = 3 * 86400.0
     fresh_slots: int = 2
@@ -221,10 +224,12 @@ def featurise(
     mf: np.ndarray,
     popular: np.ndarray,
     cfg: RankerConfig,
+    seq: np.ndarray | None = None,
 ) -> np.ndarray:
     """Feature matrix (n, len(FEATURES)) of ``items`` for one user at time ``now``.
 
-    ``cooc`` is the user's co-occurrence scores as (sorted items, scores).
+    ``cooc`` is the user's co-occurrence scores as (sorted items, scores); ``seq`` the
+    sequential model's scores of ``items`` (None: the model is off).
     """
     n = len(items)
     f = np.zeros((n, len(FEATURES)), dtype=np.float32)
@@ -243,12 +248,14 @@ def featurise(
     fresh = age < cfg.fresh_s
     f[:, 5] = fresh * np.maximum(f[:, 1], 0.0)
     f[:, 6] = popular * np.maximum(f[:, 1], 0.0)
+    if seq is not None:
+        f[:, 7] = seq
     return f
 
 
 def sources_of(feats: np.ndarray) -> np.ndarray:
-    """Per-source scores published with each item: cooc, content, mf, popular."""
-    return feats[:, [0, 1, 2, 3]]
+    """Per-source scores published with each item: cooc, content, mf, popular, seq."""
+    return feats[:, [0, 1, 2, 3, 7]]
 
 
 def fuse_and_rank(

@@ -179,6 +179,45 @@ class EngineSettings(BaseSettings):
     recent_half_life_days: float = Field(
         default=3.0, gt=0, description="Half-life of the ranker's 'recently published' feature."
     )
+    # The sequential model (workers/sequential.py, issue 17): off until it earns its place.
+    seq_enabled: bool = Field(
+        default=False,
+        description="Train a next-video transformer online and use it as a candidate source "
+        "(candidates_seq) and a fusion feature.",
+    )
+    candidates_seq: int = Field(
+        default=50, ge=0, description="Sequential-model candidates; 0: a fusion feature only."
+    )
+    seq_dim: int = Field(default=64, ge=8, description="Width of the sequential model.")
+    seq_layers: int = Field(default=2, ge=1, description="Transformer layers.")
+    seq_heads: int = Field(default=2, ge=1, description="Attention heads (divides seq_dim).")
+    seq_len: int = Field(default=50, ge=2, description="A user's last videos the model reads.")
+    seq_dropout: float = Field(default=0.1, ge=0, lt=1)
+    seq_lr: float = Field(default=1e-3, gt=0, description="Adam learning rate.")
+    seq_l2: float = Field(default=0.0, ge=0, description="Decoupled weight decay (AdamW).")
+    seq_batch: int = Field(default=32, ge=1, description="User sequences per training step.")
+    seq_loss: Literal["full", "sampled"] = Field(
+        default="full",
+        description="Cross-entropy over the whole catalogue, or over the batch's targets plus "
+        "seq_negatives uniformly drawn videos.",
+    )
+    seq_negatives: int = Field(default=256, ge=1, description="Sampled-softmax negatives.")
+    seq_train_every: int = Field(
+        default=100,
+        ge=0,
+        description="Events between training rounds in the in-process run (Engine.on_event), "
+        "synchronous so that a replay is deterministic; 0: never there (a worker's thread "
+        "calls Engine.train_sequential).",
+    )
+    seq_steps: int = Field(default=1, ge=1, description="Optimiser steps per training round.")
+    seq_pool_users: int = Field(
+        default=5000,
+        ge=1,
+        description="Most recently active users whose sequences training samples from.",
+    )
+    seq_threads: int = Field(
+        default=1, ge=1, description="Torch threads (cores) for training and scoring."
+    )
 
 
 # -- settings files -------------------------------------------------------------------------
