@@ -81,6 +81,10 @@ SPACE: tuple[Knob, ...] = (
     Knob("factors_negatives", choices=(4, 8, 16, 32)),
     Knob("factors_loss", choices=("pointwise", "bpr")),
     Knob("cold_any_age", choices=(True, False)),
+    # the sequential model (issue 17): on or off, and its size and training pace
+    Knob("seq_enabled", choices=(False, True)),
+    Knob("seq_dim", choices=(32, 64)),
+    Knob("seq_train_every", choices=(50, 100, 200)),
     Knob("candidate_refresh_events", choices=(2, 4, 8)),
     Knob("weight_play", 0.25, 4.0, log=True),
     Knob("weight_watch", 0.25, 6.0, log=True),

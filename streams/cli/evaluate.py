@@ -116,6 +116,7 @@ SYSTEMS = (
     "engine co-occurrence",
     "engine factors",
     "content",
+    "sequential only",
 )
 
 
