@@ -103,7 +103,7 @@ class EngineAdapter:
     ) -> None:
         self.engine = engine
         self.origin = origin or uuid.uuid4().hex
-        self.delta_dedup = engine.applied.cap = delta_dedup
+        engine.applied.cap = delta_dedup
         self._user_partition: dict[str, int] = {}
         self._outboxes: dict[str, list[tuple[str, Out]]] = {}
         self._batch_outbox: dict[str, list[tuple[str, Out]]] | None = None

@@ -281,10 +281,15 @@ class Engine:
         if deltas is None:
             return None
         self.apply_item_deltas(deltas)
+        self.train_if_due()
+        return self.publish(event.user_id, event.event_id, t0)
+
+    def train_if_due(self) -> None:
+        """The in-process run's training pace: a sequential-model step every
+        ``seq_train_every`` accepted events (synchronous, so a replay is deterministic)."""
         every = self.settings.seq_train_every
         if self.seq is not None and every and self.n_events % every == 0:
             self.train_sequential()
-        return self.publish(event.user_id, event.event_id, t0)
 
     def step(self, msg: UserEvent | ForgetUser, t0: float) -> Step:
         """Handle one user record as a worker does: learn, apply item deltas once, rank.

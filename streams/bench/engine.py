@@ -41,13 +41,11 @@ def engine_with_catalogue(
 def _learn(engine: Any, events: Sequence[Any]) -> None:
     """The learning half of ``on_event`` (state, no ranking): for warm-ups and long replays;
     the sequential model, when on, trains at its pace as in ``on_event``."""
-    every = engine.settings.seq_train_every if getattr(engine, "seq", None) is not None else 0
-    for n, e in enumerate(events, 1):
+    for e in events:
         d = engine.user_step(e)
         if d is not None:
             engine.apply_item_deltas(d)
-        if every and n % every == 0:
-            engine.train_sequential()
+            engine.train_if_due()
 
 
 def _timed_run(

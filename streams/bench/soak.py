@@ -178,7 +178,7 @@ def soak(
     *,
     seconds: float,
     rate: float,
-    log_path: str | None = None,
+    log_path: str,
     workers: int = 1,
     bad_every: int = 1000,
     sample_every_s: float = 5.0,
@@ -195,10 +195,6 @@ def soak(
 
     if rate <= 0 or seconds <= 0:
         raise ValueError("rate and duration must be > 0")
-    if log_path is None:
-        from streams.sample import default_sample_path
-
-        log_path = str(default_sample_path())
     from schemas import UserEvent, VideoPublished
 
     messages = [m for m in read_log(log_path) if not isinstance(m, BadLine)]
