@@ -31,6 +31,8 @@ from schemas.wire import (
     TRIGGER_TS_HEADER,
     VIDEO_VECTORS,
     DeadLetter,
+    decode_item_deltas,
+    decode_user_value,
 )
 from streams.wire.topics import Topics, TopicSettings
 from workers.adapter import EngineAdapter, Meta, Out
@@ -81,11 +83,11 @@ def test_event_publishes_a_list_ships_deltas_and_saves_the_user(make_engine):
     assert msg.trigger_event_id == events[0].event_id and len(msg.items) == 10
 
     deltas = _by_stage(outs, ITEM_DELTAS)
-    assert deltas and all(json.loads(d.value)["origin"] == "w1" for d in deltas)
-    assert {json.loads(d.value)["event_id"] for d in deltas} <= {e.event_id for e in events[:30]}
+    assert deltas and all(decode_item_deltas(d.value)[0] == "w1" for d in deltas)
+    assert {decode_item_deltas(d.value)[2] for d in deltas} <= {e.event_id for e in events[:30]}
     assert not _by_stage(outs, DEAD_LETTERS)
 
-    snap = json.loads(table[b"u0"])
+    snap, _ = decode_user_value(table[b"u0"])
     assert snap["user"]["events"] == sum(e.user_id == "u0" for e in events[:30])
     assert snap["user"]["last_recs"]  # saved after the list was published
     assert snap["factors"] is not None and len(snap["factors"]) == eng.settings.factors_dim
@@ -261,14 +263,14 @@ def test_forget_erases_the_user_from_engine_and_table(make_engine):
     outs = ad.on_user_record(b"u0", forget.to_json(), _meta(50), table)
     # the user's share of the item state goes to every worker; the list is tombstoned
     assert [o.stage for o in outs] == [ITEM_DELTAS, RECOMMENDATIONS, ERASURES]
-    assert json.loads(outs[0].value)["deltas"]["sign"] == -1
+    assert decode_item_deltas(outs[0].value)[3].sign == -1
     assert outs[1].key == b"u0" and outs[1].value is None
     receipt = decode(outs[2].value, expect=ErasureReceipt)
     assert receipt.user_id == "u0" and receipt.requested_at == forget.ts
     assert receipt.erased["events"] > 0 and receipt.erased["cooc_increments"] > 0
     assert "u0" not in eng.factors.users
     # what is left, in the engine and in the table, is the tombstone: the time of the forget
-    snap = json.loads(table[b"u0"])
+    snap, _ = decode_user_value(table[b"u0"])
     assert snap["factors"] is None and snap["user"]["ledger"]["items"] == []
     assert snap["user"]["dedup"] == [] and snap["user"]["forgotten_at"] == forget.ts.timestamp()
     assert not eng.history_of("u0")

@@ -18,7 +18,6 @@ uninterrupted run's (the item state and every count still equal it).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 
 from schemas import Recommendations, UserEvent, VideoPublished
+from schemas.wire import decode_item_deltas, decode_user_value
 from streams.wire.clients import Sender, consume, make_producer, subscribe
 from streams.wire.eventlog import write_log
 from streams.wire.settings import KafkaSettings
@@ -120,7 +120,7 @@ class Deployment:
         topic = f"{self.topics.app_id}-users-changelog"
         for r in consume(self.kafka, topic, from_beginning=True, timeout_s=5.0):
             if r.key is not None and r.value is not None:
-                latest[r.key.decode()] = json.loads(r.value)
+                latest[r.key.decode()] = decode_user_value(r.value)[0]
         return latest
 
     def item_deltas(self) -> tuple[Counter, dict[tuple[str, str], Any]]:
@@ -128,10 +128,10 @@ class Deployment:
         seen: Counter = Counter()
         deltas: dict[tuple[str, str], Any] = {}
         for r in consume(self.kafka, self.topics.item_deltas, from_beginning=True, timeout_s=5.0):
-            d = json.loads(r.value)
-            k = (d["user_id"], d["event_id"])
+            _, user_id, event_id, d = decode_item_deltas(r.value)
+            k = (user_id, event_id)
             seen[k] += 1
-            deltas.setdefault(k, d["deltas"])
+            deltas.setdefault(k, d.to_dict())
         return seen, deltas
 
 

@@ -374,7 +374,9 @@ def _replicator(wa: WorkerApp) -> Any:
                             retry_on=(VideoIndexError,),
                         )
                     else:
-                        wa.adapter.on_replicated(stage, values)
+                        # the headers let a worker skip its own deltas without decoding them
+                        heads = [r.headers for r in batch[tp]]
+                        wa.adapter.on_replicated(stage, values, heads)
                 if behind:
                     for tp in list(behind):
                         if await consumer.position(tp) >= ends[tp]:
