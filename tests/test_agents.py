@@ -157,6 +157,44 @@ def test_a_duplicate_whose_outputs_may_be_lost_sends_them_again_unchanged(make_e
     assert b.users[e.user_id].events == a.users[e.user_id].events
 
 
+def test_outputs_resent_in_a_batch_stay_in_the_outbox_a_new_event_writes(make_engine):
+    """Two crashes in a row: worker a writes the table and dies before its outputs reach the
+    broker; worker b resends them in a micro-batch that also holds a new event of the same
+    user, writes that user's snapshot, and dies before its sends are delivered too. The
+    snapshot b wrote must still hold the resent outputs, or worker c, counting the event as a
+    duplicate, has nothing to send and the event's list is lost for good."""
+    log = planted_log()
+    events = [e for e in _events(log) if e.user_id == "u0"]
+    engines = [make_engine() for _ in range(3)]
+    for eng in engines:
+        eng.on_videos(_videos(log))
+    table: dict[bytes, bytes] = {}
+    ad_a, ad_b, ad_c = (EngineAdapter(eng, origin=o) for eng, o in zip(engines, "abc", strict=True))
+    shipped = _feed(ad_a, events[:4], table)
+    ad_a.delivered()
+    e, new = events[4], events[5]
+    ad_a.begin_batch()
+    lost = ad_a.on_user_record(b"u0", e.to_json(), _meta(4), table)  # then a dies
+    ad_a.end_batch()
+    lost_list = _by_stage(lost, RECOMMENDATIONS)
+    assert lost_list
+
+    replica = [o.value for o in _by_stage(shipped + lost, ITEM_DELTAS)]
+    ad_b.on_replicated(ITEM_DELTAS, replica)
+    ad_b.begin_batch()
+    resent = ad_b.on_user_record(b"u0", e.to_json(), _meta(4), table)
+    fresh = ad_b.on_user_record(b"u0", new.to_json(), _meta(5), table)
+    ad_b.end_batch()
+    ad_b.delivered()  # the batch's flush (of the previous batch's outputs), then b dies
+    assert _by_stage(resent, RECOMMENDATIONS) == lost_list and fresh
+
+    ad_c.on_replicated(ITEM_DELTAS, replica + [o.value for o in _by_stage(fresh, ITEM_DELTAS)])
+    ad_c.begin_batch()
+    again = ad_c.on_user_record(b"u0", e.to_json(), _meta(4), table)
+    ad_c.end_batch()
+    assert _by_stage(again, RECOMMENDATIONS) == lost_list
+
+
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [

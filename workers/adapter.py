@@ -266,6 +266,10 @@ class EngineAdapter:
         if outs:
             self.counts["resent"] += len(outs)
             self._note_returned(user_id, event_id)
+            if self._batch_outbox is not None:
+                # not delivered before the batch's sends: a snapshot that a later event of the
+                # batch writes must keep them, or a crash now leaves them nowhere
+                self._batch_outbox.setdefault(user_id, []).extend((event_id, o) for o in outs)
         return outs
 
     def _note_returned(self, user_id: str, event_id: str) -> None:
