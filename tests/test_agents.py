@@ -1,7 +1,8 @@
 """The worker's adapter (records -> engine -> records) and its faust agents, without a broker.
 
 The adapter is tested as plain code with a dict for the users table; the agents with faust's
-``agent.test_context()`` (memory store, an ``AsyncMock`` per outbound topic).
+``agent.test_context()`` (memory store, an ``AsyncMock`` per outbound topic recording the
+producer's sends).
 """
 
 from __future__ import annotations
@@ -451,11 +452,21 @@ def worker_app(make_engine):
         engine=eng,
         replicate=False,
     )
-    sent = {}
-    for stage, channel in wa.channels.items():
-        sent[stage] = channel.send = AsyncMock()
-    yield wa, eng, sent
+    yield wa, eng, record_sends(wa)
     wa.close()
+
+
+def record_sends(wa) -> dict[str, AsyncMock]:  # noqa: ANN001 - a streams.worker.app.WorkerApp
+    """The agents send straight to the app's producer; record those sends by stage, as
+    ``channel.send``-style calls (tests/test_streaming.py runs the agents on the broker)."""
+    sent = {stage: AsyncMock() for stage in wa.channels}
+    stage_of = {ch.get_topic_name(): stage for stage, ch in wa.channels.items()}
+
+    async def send(topic, key, value, partition, timestamp, headers):  # noqa: ANN001, ANN202
+        await sent[stage_of[topic]](key=key, value=value, headers=headers)
+
+    wa.app.producer.send = send
+    return sent
 
 
 def _sent(mock: AsyncMock) -> list[dict]:
