@@ -242,11 +242,14 @@ def _assert_nothing_lost_or_doubled(state: dict[str, Any], log: list[Any]) -> No
     assert state["dedup"] == dict(per_user)
 
 
-# Known intermittent loss, still to be found: since the engine's per-event work grew (a ranking
-# head of 50 for the fusion, 16 negatives), 2 of 4 runs on the session's machine lost the lists
-# of the last ~55 events after the third SIGKILL (no list for 240 s); 2 of 4 passed. It looks
-# like the commit-before-send race seen when outputs went straight to the producer. Run, and
-# reported, but not failing CI until it is fixed: see the closing note of issue 12.
+# Known intermittent loss (2 of 4 and 2 of 8 runs in earlier sessions lost the lists of the
+# last ~55 events after the third SIGKILL, with channel sends and with direct producer sends
+# alike). Fixed since (issue 14): outputs resent for a duplicate were left out of the snapshot
+# that a later event of the same user in the same micro-batch wrote, so a second crash before
+# their delivery lost those lists for good (test_agents reproduces it). Also: faust's producer
+# flush could return with the snapshots' changelog records still in its buffer, so outputs
+# and offsets could overtake the snapshots (the agent now awaits those records). Whether that
+# was all of it is not proven: kept non-strict until repeated runs confirm.
 @pytest.mark.xfail(strict=False, reason="intermittent: tail lists lost after the third SIGKILL")
 def test_sigkilled_worker_loses_nothing_and_evaluates_like_an_uninterrupted_run(
     kafka_settings, tmp_path
