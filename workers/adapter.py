@@ -143,8 +143,9 @@ class EngineAdapter:
     ) -> list[Out]:
         """Handle one record of ``user-events``; returns the records to send.
 
-        ``table`` maps a user id (bytes) to the user's snapshot (JSON bytes); in a worker it is
-        a faust table backed by a changelog topic, in a test any dict.
+        ``table`` maps a user id (bytes) to the user's snapshot and outbox
+        (``schemas.wire.encode_user_value``); in a worker it is a faust table backed by a
+        changelog topic, in a test any dict.
 
         A forget erases the user everywhere a worker holds them (``Engine.forget_step``): the
         user's state and factors; the table keeps only the tombstone (so redelivered older events

@@ -192,7 +192,7 @@ def register_agents(
 
     1. the engine handles each event; snapshots (each with its event's outputs) are staged;
     2. flush: the previous batch's outputs are delivered, so its outboxes may be replaced;
-    3. the snapshots go to the table, and a flush makes them durable;
+    3. the snapshots go to the table, and the agent waits until the broker has them;
     4. the outputs are sent.
 
     A crash before 3 completes: the events were not counted, and they are redelivered (the

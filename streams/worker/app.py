@@ -31,6 +31,7 @@ import logging
 import ssl
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,7 @@ from schemas.wire import ITEM_DELTAS, STAGES, VIDEO_VECTORS
 from streams.wire.settings import KafkaSettings
 from streams.wire.topics import Topics, create_topics, partition_ids
 from streams.worker.agents import Backoff, register_agents
-from workers.adapter import EngineAdapter
+from workers.adapter import EngineAdapter, Out
 from workers.encoder import load_encoder
 from workers.engine import Engine
 from workers.index import VideoIndex, VideoIndexError
@@ -281,7 +282,7 @@ def make_app(
     return wa
 
 
-def direct_send(app: Any, channels: dict[str, Any]) -> Any:
+def direct_send(app: Any, channels: dict[str, Any]) -> Callable[[Out], Awaitable[Any]]:
     """Send an ``Out`` straight to the app's producer, not through ``channel.send``.
 
     The same producer call that a faust topic makes, in the same order, without the message
@@ -290,7 +291,7 @@ def direct_send(app: Any, channels: dict[str, Any]) -> Any:
     """
     names = {stage: ch.get_topic_name() for stage, ch in channels.items()}
 
-    async def send(o: Any) -> Any:
+    async def send(o: Out) -> Any:
         return await app.producer.send(
             names[o.stage], o.key, o.value, None, None, o.headers or None
         )
