@@ -161,7 +161,9 @@ class _ClientBackend:
         self.remote = remote
         self._settings = settings
         self._params = (
-            models.SearchParams(hnsw_ef=settings.hnsw_ef)
+            models.SearchParams(
+                hnsw_ef=settings.hnsw_ef, acorn=models.AcornSearchParams(enable=True)
+            )
             if remote and settings.hnsw_min_points is not None
             else None
         )
@@ -368,7 +370,12 @@ class _EdgeBackend:
             self.close()
             raise
         self._exact = qe.SearchParams(exact=True)
-        self._hnsw = qe.SearchParams(hnsw_ef=settings.hnsw_ef)
+        # ACORN widens the walk through neighbours of filtered-out nodes when a filter passes
+        # under 40 % of points (the fresh filter): without it recall@50 of "seen + last week"
+        # fell to 0.57 at 100k real vectors (streams.bench.index --ann-log).
+        self._hnsw = qe.SearchParams(
+            hnsw_ef=settings.hnsw_ef, acorn=qe.AcornSearchParams(enable=True)
+        )
         self._indexed = self._shard.info().indexed_vectors_count > 0
 
     def _open(self, config: qdrant_edge.EdgeConfig, dim: int) -> qdrant_edge.EdgeShard:
