@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from streams.bench.report import Row
 from streams.bench.synthetic import DAY, DIM
 from workers.index import VideoIndex, edge_available
 from workers.settings import IndexSettings
@@ -135,24 +136,26 @@ HISTORY = 50  # a user's profile is the mean of this many of their latest videos
 ANN_LIMIT = 50
 
 
-def real_vectors(log: str, cache: str) -> tuple[list[str], np.ndarray]:
-    """Video ids and MiniLM vectors of every video record of ``log`` (a vidrec JSON-lines log).
+def real_vectors(log: str, cache: str, encoder: str = "minilm") -> tuple[list[str], np.ndarray]:
+    """Video ids and content vectors of every video record of ``log`` (a vidrec JSON-lines log).
 
-    The text is ``VideoPublished.text()``, what the engine indexes. Encoding ~10k titles takes
-    minutes on 2 cores, so the vectors are kept in ``cache`` (an .npz) and reused.
+    The text is ``VideoPublished.text()``, what the engine indexes. Encoding ~10k titles with
+    MiniLM takes minutes on 2 cores, so the vectors are kept in ``cache`` (an .npz) and reused.
     """
     if os.path.exists(cache):
         data = np.load(cache)
         return data["ids"].tolist(), data["vecs"]
     from schemas.messages import VideoPublished
-    from workers.encoder import Encoder
+    from workers.encoder import load_encoder
+    from workers.settings import EncoderSettings
 
     videos: dict[str, VideoPublished] = {}
     for d in _records(log):
         if d.get("kind") == "video" and d["video_id"] not in videos:
             videos[d["video_id"]] = VideoPublished.model_validate(d)
     ids = list(videos)
-    vecs = Encoder().encode_many([videos[i].text() for i in ids])
+    model = EncoderSettings(model_path="hashing" if encoder == "hashing" else None)
+    vecs = load_encoder(model).encode_many([videos[i].text() for i in ids])
     os.makedirs(os.path.dirname(cache) or ".", exist_ok=True)
     np.savez(cache, ids=np.array(ids), vecs=vecs)
     return ids, vecs
@@ -189,7 +192,12 @@ def grow(real: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def bench_ann(
-    sizes: list[int], log: str, cache: str, n_queries: int, settings: IndexSettings
+    sizes: list[int],
+    log: str,
+    cache: str,
+    n_queries: int,
+    settings: IndexSettings,
+    encoder: str = "minilm",
 ) -> list[tuple[int, str, float, float, float]]:
     """Recall@50 and ms per search of HNSW (edge) against exact search, on real embeddings.
 
@@ -200,7 +208,7 @@ def bench_ann(
     of the exact top 50 (same filters, exact search of the same shard) that HNSW returns.
     Returns rows (points, case, recall, exact ms, hnsw ms) and prints them with build times.
     """
-    real_ids, real = real_vectors(log, cache)
+    real_ids, real = real_vectors(log, cache, encoder)
     histories = user_histories(log, n_queries)
     pos = {v: i for i, v in enumerate(real_ids)}
     rows = []
@@ -240,6 +248,29 @@ def bench_ann(
                     print(f"{n:>7}  {case:<11} recall@{ANN_LIMIT} {recall:.4f}  exact "
                           f"{ex_ms:6.2f} ms  hnsw(ef={s.hnsw_ef}) {ms:6.2f} ms  "
                           f"{ex_ms / ms:4.1f}x", flush=True)  # fmt: skip
+    return rows
+
+
+def ann_rows(
+    log: str, sizes: list[int], encoder: str, cache_dir: str, queries: int = 200
+) -> list[Row]:
+    """The ``index`` section of ``vidrec bench``: ``bench_ann`` on ``log``'s videos.
+
+    Their vectors are cached in ``cache_dir`` under the log's name, size and encoder.
+    """
+    st = os.stat(log)
+    tag = f"{os.path.basename(log).split('.')[0]}-{st.st_size}-{encoder}"
+    cache = os.path.join(cache_dir, f"ann-vectors-{tag}.npz")
+    settings = IndexSettings()
+    rows = []
+    for n, case, recall, ex_ms, ms in bench_ann(sizes, log, cache, queries, settings, encoder):
+        rows.append(
+            Row("index", f"HNSW recall@{ANN_LIMIT} vs exact, {case} filter, {n:,} videos",
+                f"{recall:.4f}",
+                f"edge, m {settings.hnsw_m}, ef {settings.hnsw_ef}; {ms:.2f} ms per search vs "
+                f"exact {ex_ms:.2f} ms; {encoder} vectors of the log's videos, grown by noisy "
+                f"copies; queries: users' mean of latest {HISTORY}, those excluded")
+        )  # fmt: skip
     return rows
 
 
