@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from test_engine import planted_log
@@ -17,8 +18,6 @@ from streams.wire.clients import Sender, consume, make_producer, subscribe
 from streams.wire.settings import KafkaSettings
 from streams.wire.topics import Topics, TopicSettings, create_topics, delete_prefix
 from streams.worker.process import WorkerProcess, wait_until_serving
-
-pytestmark = pytest.mark.kafka
 
 PARTITIONS = 2
 
@@ -30,6 +29,19 @@ def prefix(kafka_settings: KafkaSettings) -> Iterator[str]:
     delete_prefix(kafka_settings, p)
 
 
+def test_register_agents_refuses_unknown_agents_and_a_user_agent_without_table() -> None:
+    from types import SimpleNamespace
+
+    from streams.worker.agents import register_agents
+
+    adapter: Any = SimpleNamespace(counts={})
+    with pytest.raises(ValueError, match="agents must be some of"):
+        register_agents(None, adapter, {}, {}, names=("embed", "train"))
+    with pytest.raises(ValueError, match="needs the users table"):
+        register_agents(None, adapter, {}, None, names=("learn-and-recommend",))
+
+
+@pytest.mark.kafka
 def test_embed_and_events_workers_split_the_work(kafka_bootstrap, kafka_settings, prefix):
     topics = Topics(TopicSettings(prefix=prefix, partitions=PARTITIONS, internal_partitions=2))
     create_topics(kafka_settings, topics)
