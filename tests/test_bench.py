@@ -61,6 +61,14 @@ def test_engine_and_memory_rows(capsys, tmp_path):
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_index_rows(capsys, tmp_path):
+    rows = _run(capsys, tmp_path, "--only", "index")
+    for case in ("seen", "seen+fresh"):
+        figure, _target, setting = rows[f"HNSW recall@50 vs exact, {case} filter, 1,000 videos"]
+        assert 0.0 < _number(figure) <= 1.0 and "ms per search vs exact" in setting
+    assert list(tmp_path.glob("ann-vectors-*-hashing.npz"))  # the vectors are cached
+
+
 def test_unknown_section_is_refused(capsys, tmp_path):
     assert main(["bench", "--only", "engine,gpu", "--out", str(tmp_path)]) == 2
     assert "gpu" in capsys.readouterr().err

@@ -316,3 +316,63 @@ def test_auto_backend_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_collection_must_be_a_plain_name(name: str) -> None:
     with pytest.raises(ValueError, match="plain name"):
         VideoIndex(IndexSettings(collection=name, backend="local"), dim=DIM)
+
+
+# -- HNSW (approximate search above hnsw_min_points) ----------------------------------------------
+def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    """Unit rows around 40 centres: the clustered layout of real embeddings, not random noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, dim))
+    v = centres[rng.integers(0, 40, n)] + 0.6 * rng.normal(size=(n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+@needs_edge
+def test_edge_builds_hnsw_only_above_its_threshold_and_keeps_filters_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tiny full-scan threshold, so that 2,000 small points walk the graph instead of a scan.
+    monkeypatch.setattr(index_mod, "FULL_SCAN_KB", 16)
+    n, dim = 2000, 48
+    vecs = _clustered(n, dim, 3)
+    ids = [f"h{i}" for i in range(n)]
+    published = T0 + 60.0 * np.arange(n)
+    pays = [{"published_at": float(t)} for t in published]
+    queries = _clustered(60, dim, 4)
+    settings = IndexSettings(path=str(tmp_path / "q"), backend="edge", hnsw_min_points=n + 1)
+    with VideoIndex(settings, dim=dim) as index:
+        index.upsert_many(ids, vecs, pays)
+        assert not index.optimize() and not index.approximate  # one point short
+    settings = settings.model_copy(update={"hnsw_min_points": n, "hnsw_ef": 128})
+    since = float(published[n // 2])
+    with VideoIndex(settings, dim=dim) as index:
+        assert index.optimize() and index.approximate
+        hits, total = 0, 0
+        for q in queries:
+            order = np.argsort(-(vecs @ q), kind="stable")
+            seen = {ids[i] for i in order[:15]}  # the nearest ones: the seen filter bites
+            for cut in (None, since):
+                got = [v for v, _ in index.search(q, 10, seen, cut)]
+                want = [
+                    ids[i]
+                    for i in order
+                    if ids[i] not in seen and (cut is None or published[i] >= cut)
+                ][:10]
+                assert len(got) == 10 and not set(got) & seen
+                if cut is not None:
+                    assert all(published[int(v[1:])] >= cut for v in got)
+                hits += len(set(got) & set(want))
+                total += len(want)
+        assert hits / total >= 0.9  # HNSW may miss a few neighbours, not many
+        # a video written after the build is found at once (its segment is scanned exactly)
+        index.upsert_many(["new"], queries[:1], [{"published_at": T0}])
+        assert index.search(queries[0], 1)[0][0] == "new"
+    with VideoIndex(settings, dim=dim) as index:
+        assert index.approximate  # the graph is stored with the shard
+
+
+def test_local_mode_never_builds_a_graph(tmp_path: Path) -> None:
+    settings = IndexSettings(path=str(tmp_path / "q"), backend="local", hnsw_min_points=1)
+    with VideoIndex(settings, dim=DIM) as index:
+        index.upsert_many(IDS, VECS, PAYLOADS)
+        assert not index.optimize() and not index.approximate

@@ -58,6 +58,24 @@ class IndexSettings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, description="Qdrant API key.")
     collection: str = Field(default="videos", description="Collection name.")
     timeout_s: float = Field(default=10.0, gt=0)
+    hnsw_min_points: int | None = Field(
+        default=50_000,
+        ge=1,
+        description="Collections of at least this many points get an HNSW graph and approximate "
+        "search (recall@50 measured by 'vidrec bench --only index'); smaller ones are searched "
+        "exactly. Unset: always exact (edge, local). Edge builds the graph only when "
+        "VideoIndex.optimize is called (it blocks the process meanwhile); a server builds it "
+        "in the background by itself.",
+    )
+    hnsw_m: int = Field(default=16, ge=4, le=128, description="HNSW edges per node.")
+    hnsw_ef_construct: int = Field(
+        default=100, ge=4, description="HNSW candidates kept while building the graph."
+    )
+    hnsw_ef: int = Field(
+        default=128,
+        ge=1,
+        description="HNSW candidates kept per search: higher = better recall, slower search.",
+    )
 
 
 class EngineSettings(BaseSettings):

@@ -24,7 +24,7 @@ from streams.bench.sample import bench_sample
 from streams.bench.streaming import bench_streaming
 from streams.cli.options import add_log_argument, log_or_sample
 
-SECTIONS = ("encoder", "sample", "engine", "streaming", "freshness", "memory")
+SECTIONS = ("encoder", "sample", "engine", "index", "streaming", "freshness", "memory")
 
 
 # Settings of the full suite and of --quick (the tests' tiny run); a flag given wins over both.
@@ -42,6 +42,8 @@ FULL: dict[str, Any] = {
     "fresh_seconds": 15.0,
     "video_seconds": 15.0,
     "stream_encoder": "minilm",
+    "ann_sizes": "10000,100000",
+    "ann_encoder": "minilm",
     "memory_events": 1_000_000,
     "memory_videos": 10_000,
     "memory_users": 50_000,
@@ -66,6 +68,8 @@ QUICK: dict[str, Any] = {
     "fresh_seconds": 2.0,
     "video_seconds": 2.0,
     "stream_encoder": "hashing",
+    "ann_sizes": "1000",
+    "ann_encoder": "hashing",
     "memory_events": 20_000,
     "memory_videos": 1000,
     "memory_users": 2000,
@@ -112,6 +116,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     opt(g, "--engine-events", int, "events timed per size")
     opt(g, "--engine-warmup", int, "events learned (not ranked) before the timed ones")
     opt(g, "--engine-seconds", float, "time cap of the timed events per size")
+    g = p.add_argument_group("index (HNSW recall@50 against exact search, on the log's videos)")
+    opt(g, "--ann-sizes", str, "comma-separated index sizes (the log's videos, grown)")
+    opt(g, "--ann-encoder", str, "encoder of the videos' vectors", choices=("minilm", "hashing"))
     g = p.add_argument_group("streaming and freshness")
     opt(g, "--stream-events", int, "events of each backlog run")
     opt(g, "--stream-videos", int, "catalogue embedded by the worker first")
@@ -158,6 +165,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         report.engine_rates.update(rates)
         report.add(*rows)
+    if "index" in only:
+        from streams.bench.index import ann_rows
+
+        sizes = [int(x) for x in args.ann_sizes.split(",") if x.strip()]
+        report.add(*ann_rows(path, sizes, args.ann_encoder, args.out or ".vidrec/bench"))
     if "streaming" in only or "freshness" in only:
         why = broker_answers()
         if why is not None:

@@ -20,6 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--loglevel", help="faust/vidrec log level (default: warning)")
     p.add_argument("--web-port", type=int, help="faust web server port (default: off)")
+    p.add_argument(
+        "--role",
+        choices=("all", "embed", "events"),
+        help="embed: only turn videos into video-vectors (its own process and group); events: "
+        "only learn and recommend; all (default, $VIDREC_WORKER_ROLE): both",
+    )
     add_settings_argument(
         p,
         "settings file of the engine, encoder and index (from `vidrec tune`; default: "
@@ -38,6 +44,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         updates["loglevel"] = args.loglevel
     if args.web_port is not None:
         updates["web_port"] = args.web_port
+    if args.role:
+        updates["role"] = args.role
 
     loaded = load_cli_settings("worker", args.settings)
     settings = WorkerSettings().model_copy(update=updates)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, MutableMapping
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -21,6 +21,8 @@ from workers.adapter import EngineAdapter, Meta, Out
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+LEARN, EMBED = "learn-and-recommend", "embed"
+AGENTS = (LEARN, EMBED)
 
 
 def meta_of(event: Any) -> Meta:
@@ -146,8 +148,9 @@ def register_agents(
     app: Any,
     adapter: EngineAdapter,
     channels: dict[str, Any],
-    table: MutableMapping[bytes, bytes],
+    table: MutableMapping[bytes, bytes] | None,
     *,
+    names: Collection[str] = AGENTS,
     video_batch: int = 256,
     video_within_s: float = 0.05,
     event_batch: int = 100,
@@ -166,7 +169,11 @@ def register_agents(
         faust topics by stage name: ``videos`` and ``user-events`` (read), and
         ``recommendations``, ``item-deltas``, ``video-vectors``, ``dead-letters`` (written).
     table
-        The users table (user id -> snapshot), changelogged by faust.
+        The users table (user id -> snapshot), changelogged by faust; None when ``names``
+        leaves out the user agent.
+    names
+        The agents to define: both by default; an embed-only or events-only worker (``vidrec
+        worker --role``) defines one, so embedding runs in its own process.
     event_batch, event_within_s
         Micro-batch of user events: at most this many, waiting at most this long for more.
     executor
@@ -218,7 +225,7 @@ def register_agents(
         if flush is not None:
             await flush()
 
-    staged = StagedTable(table)
+    staged = StagedTable(table if table is not None else {})
 
     async def learn_and_recommend(stream: Any) -> None:
         if ready is not None:
@@ -259,9 +266,14 @@ def register_agents(
                 await send_all(adapter.poison_letters(records, poison))
                 await send_all(adapter.video_vector_outs(good, vectors))
 
-    return {
-        "learn-and-recommend": app.agent(channels[USER_EVENTS], name="learn-and-recommend")(
-            learn_and_recommend
-        ),
-        "embed": app.agent(channels[VIDEOS], name="embed")(embed),
-    }
+    unknown = set(names) - set(AGENTS)
+    if unknown or not names:
+        raise ValueError(f"agents must be some of {AGENTS}, not {sorted(names)}")
+    if LEARN in names and table is None:
+        raise ValueError("the learn-and-recommend agent needs the users table")
+    defined = {}
+    if LEARN in names:
+        defined[LEARN] = app.agent(channels[USER_EVENTS], name=LEARN)(learn_and_recommend)
+    if EMBED in names:
+        defined[EMBED] = app.agent(channels[VIDEOS], name=EMBED)(embed)
+    return defined

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -45,7 +45,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.wire import ITEM_DELTAS, STAGES, VIDEO_VECTORS
 from streams.wire.settings import KafkaSettings
 from streams.wire.topics import Topics, create_topics, partition_ids
-from streams.worker.agents import Backoff, register_agents
+from streams.worker.agents import AGENTS, EMBED, LEARN, Backoff, register_agents
 from workers.adapter import EngineAdapter, Out
 from workers.encoder import load_encoder
 from workers.engine import Engine
@@ -64,6 +64,14 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VIDREC_WORKER_", extra="ignore")
 
+    role: Literal["all", "embed", "events"] = Field(
+        default="all",
+        description="'all': embed videos and serve user events; 'embed': only embed videos "
+        "into video-vectors (its own consumer group <app id>-embed: no users table, no "
+        "replica, no index); 'events': only learn and recommend (vectors arrive by "
+        "replication). Run embed workers beside events workers, not beside 'all' ones, which "
+        "would embed every video a second time (VIDREC_WORKER_ROLE).",
+    )
     store: str = Field(
         default="memory://",
         description="faust table store; memory:// rebuilds tables from their changelog at start "
@@ -218,13 +226,19 @@ def make_app(
     worker = worker or WorkerSettings()
     kafka = kafka or KafkaSettings()
     topics = topics or Topics()
+    names = {"all": AGENTS, "embed": (EMBED,), "events": (LEARN,)}[worker.role]
+    embed_only = worker.role == "embed"
+    # An embed-only worker keeps no catalogue and searches nothing: it needs no replica.
+    replicate = replicate and not embed_only
     index = None
     if engine is None:
-        engine, index = _default_engine(settings)
+        engine, index = _default_engine(settings, with_index=not embed_only)
     adapter = EngineAdapter(engine, origin=uuid.uuid4().hex, delta_dedup=worker.delta_dedup)
     ts = topics.settings
     app = faust.App(
-        topics.app_id,
+        # Its own group: the users table's partitions follow the user-events partitions of the
+        # group, and a member that reads only videos would get none of them.
+        topics.app_id + ("-embed" if embed_only else ""),
         broker=[f"kafka://{s}" for s in kafka.servers],
         broker_credentials=faust_credentials(kafka),
         store=worker.store,
@@ -247,11 +261,19 @@ def make_app(
         return app.topic(spec.name, key_type=bytes, value_type=bytes, partitions=spec.partitions)
 
     channels = {s: topic(s) for s in STAGES}
-    table = app.Table(USERS_TABLE, key_type=bytes, value_type=bytes, partitions=ts.partitions)
+    table = (
+        None
+        if embed_only
+        else app.Table(USERS_TABLE, key_type=bytes, value_type=bytes, partitions=ts.partitions)
+    )
     ready = asyncio.Event()
     if not replicate:
         ready.set()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidrec-encoder")
+    executor = (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidrec-encoder")
+        if EMBED in names
+        else None
+    )
 
     async def flush() -> None:
         await app.producer.flush()
@@ -261,6 +283,7 @@ def make_app(
         adapter,
         channels,
         table,
+        names=names,
         video_batch=worker.video_batch,
         video_within_s=worker.video_within_s,
         event_batch=worker.event_batch,
@@ -299,11 +322,11 @@ def direct_send(app: Any, channels: dict[str, Any]) -> Callable[[Out], Awaitable
     return send
 
 
-def _default_engine(settings: Any = None) -> tuple[Any, Any]:
+def _default_engine(settings: Any = None, with_index: bool = True) -> tuple[Any, Any]:
 
     settings = settings or load_settings()
     encoder = load_encoder(settings.encoder)
-    index = VideoIndex(settings.index, dim=encoder.dim)
+    index = VideoIndex(settings.index, dim=encoder.dim) if with_index else None
     return Engine(settings.engine, encoder, index), index
 
 
@@ -313,7 +336,8 @@ def _say(wa: WorkerApp, text: str) -> None:
 
 
 def _connect_signals(wa: WorkerApp) -> None:
-    user_topic = wa.topics.user_events
+    # the topic whose partitions a worker serves: videos for an embed-only one
+    user_topic = wa.topics.videos if wa.settings.role == "embed" else wa.topics.user_events
 
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         gone = {tp.partition for tp in revoked if tp.topic == user_topic}
