@@ -4,6 +4,7 @@ each record in order, then ranks its users with one content search for all of th
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -113,6 +114,18 @@ def test_the_batched_content_search_is_the_single_one(make_engine):
         want = eng._content_candidates_in_memory(p, seen)
         assert sorted(got) == sorted(want)
         assert not set(got) & set(seen.tolist())
+
+
+def test_the_batched_factor_top_is_top_items(make_engine):
+    eng = loaded(make_engine, n_videos=2000, warm=800)
+    eng.item_index("v-no-vector", 0.0)  # an item known only from events
+    users = [*sorted(eng.factors.users)[:12], "nobody"]
+    n_items = len(eng.catalog)
+    tops = eng._factor_tops(users, eng.cfg.n_mf)
+    for u, got in zip(users, tops, strict=True):
+        want = eng.factors.top_items(u, eng.cfg.n_mf, n_items)
+        assert got.dtype == want.dtype and sorted(got.tolist()) == sorted(want.tolist())
+    assert len(tops[-1]) == 0 and len(tops[0]) == eng.cfg.n_mf
 
 
 def test_a_batched_run_publishes_valid_lists_that_reflect_each_user_s_events(make_engine):
@@ -233,3 +246,95 @@ def test_the_evaluator_scores_each_event_against_the_list_before_it(make_engine)
                     held[m.user_id] = items(by_event[m.event_id])
             assert scored == expected
     assert abs(reports[0]["hr@10"] - reports[1]["hr@10"]) <= 0.05
+
+
+# -- the worker's adapter: one engine call per micro-batch ---------------------------------------
+def _adapters(make_engine):
+    from test_agents import _videos
+    from test_engine import planted_log
+
+    from workers.adapter import EngineAdapter
+
+    log = planted_log()
+    pair = []
+    for _ in range(2):
+        eng = make_engine()
+        eng.on_videos(_videos(log))
+        pair.append(EngineAdapter(eng, origin="w1"))
+    return log, pair
+
+
+def _records(msgs: list, first_offset: int = 0) -> list:
+    from test_agents import _meta
+
+    return [(m.user_id.encode(), m.to_json(), _meta(first_offset + n)) for n, m in enumerate(msgs)]
+
+
+def test_the_adapter_s_batch_of_one_is_its_record_by_record_path(make_engine):
+    from test_agents import _events
+
+    log, (one, many) = _adapters(make_engine)
+    t1: dict[bytes, bytes] = {}
+    t2: dict[bytes, bytes] = {}
+    for rec in _records(_events(log)[:60]):
+        a = one.on_user_record(*rec, t1)
+        b = many.on_user_records([rec], t2)
+        assert [(o.stage, o.key) for o in a] == [(o.stage, o.key) for o in b]
+        for x, y in zip(a, b, strict=True):
+            if x.stage == "recommendations":
+                assert json.loads(x.value)["items"] == json.loads(y.value)["items"]
+    assert t1.keys() == t2.keys()
+    for k in t1:
+        assert json.loads(t1[k])["user"] == json.loads(t2[k])["user"]
+
+
+def test_the_adapter_handles_a_micro_batch_record_by_record_with_one_engine_call(make_engine):
+    """Dead letters, duplicates and a forget keep their place; each record's outputs and table
+    write are made in record order (``before_write`` sees them), the engine is called once."""
+    from test_agents import _by_stage, _events, _meta
+
+    from schemas.wire import DEAD_LETTERS, ERASURES, ITEM_DELTAS, RECOMMENDATIONS
+
+    log, (one, many) = _adapters(make_engine)
+    events = _events(log)
+    forget = ForgetUser(user_id="u1", ts=events[40].ts + timedelta(minutes=1))
+    msgs = [*events[:40], events[3], forget, *events[40:50]]
+    recs = _records(msgs)
+    bad = (b"u2", b"\xff not json", _meta(999))
+    recs.insert(20, bad)
+    t1: dict[bytes, bytes] = {}
+    t2: dict[bytes, bytes] = {}
+    expected: list = []
+    for i in range(0, len(recs), 16):
+        one.begin_batch()
+        for rec in recs[i : i + 16]:
+            expected += one.on_user_record(*rec, t1)
+        one.end_batch()
+    calls, seen = [], []
+    step_many = many.engine.step_many
+
+    def counted(msgs, t0s):
+        calls.append(len(msgs))
+        return step_many(msgs, t0s)
+
+    many.engine.step_many = counted  # type: ignore[method-assign]
+    got: list = []
+    for i in range(0, len(recs), 16):
+        many.begin_batch()
+        got += many.on_user_records(recs[i : i + 16], t2, seen.append)
+        many.end_batch()
+    assert calls == [16, 15, 16, 5]  # one engine call per batch, without the dead letter
+    assert [m.offset for m in seen] == [r[2].offset for r in recs if r is not bad]
+    assert [(o.stage, o.key) for o in got] == [(o.stage, o.key) for o in expected]
+    assert len(_by_stage(got, DEAD_LETTERS)) == 1 and len(_by_stage(got, ERASURES)) == 1
+    assert len(_by_stage(got, RECOMMENDATIONS)) == len(_by_stage(expected, RECOMMENDATIONS))
+    assert {json.loads(o.value)["event_id"] for o in _by_stage(got, ITEM_DELTAS)} == {
+        json.loads(o.value)["event_id"] for o in _by_stage(expected, ITEM_DELTAS)
+    }
+    assert one.counts == many.counts
+    assert t1.keys() == t2.keys()
+    for k in t1:
+        a, b = json.loads(t1[k]), json.loads(t2[k])
+        assert a["user"]["events"] == b["user"]["events"]
+        assert [x["event_id"] for x in a["outbox"]] == [x["event_id"] for x in b["outbox"]]
+    assert json.loads(t2[b"u1"])["user"].get("forgotten_at") is not None

@@ -979,7 +979,31 @@ class Engine:
         else:
             for i in due:
                 found[i] = self._content_candidates(inputs[i].profile, inputs[i].st)  # type: ignore[arg-type]
-        return [self._rank_from(p, k, True, found.get(i)) for i, p in enumerate(inputs)]
+        mf: dict[int, np.ndarray] = {}
+        if "mf" in self.cfg.sources:
+            fetch = [i for i, p in enumerate(inputs) if p.cached is None]
+            tops = self._factor_tops([user_ids[i] for i in fetch], self.cfg.n_mf)
+            mf = dict(zip(fetch, tops, strict=True))
+        return [self._rank_from(p, k, True, found.get(i), mf.get(i)) for i, p in enumerate(inputs)]
+
+    def _factor_tops(self, user_ids: Sequence[str], n: int) -> list[np.ndarray]:
+        """``Factors.top_items`` for several users with one matrix product (the catalogue's
+        factors read once for all of them). It reads the factors' arrays, so a test holds it
+        to ``top_items``; one user goes to ``top_items`` itself."""
+        f, n_items = self.factors, len(self.catalog)
+        vecs = [f.users.get(u) for u in user_ids]
+        have = [i for i, v in enumerate(vecs) if v is not None]
+        if len(have) < 2 or n_items == 0:
+            return [f.top_items(u, n, n_items) for u in user_ids]
+        out = [_NO_ITEMS] * len(user_ids)
+        scores = np.stack([vecs[i] for i in have]) @ f.items[:n_items].T
+        scores += f.bias[:n_items]
+        scores[:, ~f._known[:n_items]] = -np.inf
+        m = min(n, n_items)
+        for i, row in zip(have, scores, strict=True):
+            top = np.argpartition(-row, m - 1)[:m]
+            out[i] = top[np.isfinite(row[top])].astype(np.int64)
+        return out
 
     def _rank_inputs(self, user_id: str, cache: bool) -> _RankInputs:
         """What ranking needs of the user before the catalogue-wide content search."""
@@ -996,9 +1020,15 @@ class Engine:
         return _RankInputs(user_id, st, hist, seen, cooc, cands, profile, cached)
 
     def _rank_from(
-        self, p: _RankInputs, k: int, cache: bool, content_found: list[int] | None
+        self,
+        p: _RankInputs,
+        k: int,
+        cache: bool,
+        content_found: list[int] | None,
+        mf_found: np.ndarray | None = None,
     ) -> Ranked:
-        """The rest of ``_rank``, given the content search's result (``None``: not searched)."""
+        """The rest of ``_rank``, given the content search's result (``None``: not searched)
+        and, when already found, the factors' top items."""
         cfg, user_id, st, seen, cands = self.cfg, p.user_id, p.st, p.seen, p.cands
         if p.cached is None:
             content = (
@@ -1006,11 +1036,12 @@ class Engine:
                 if content_found is not None
                 else _NO_ITEMS
             )
-            mf = (
-                self.factors.top_items(user_id, cfg.n_mf, len(self.catalog))
-                if "mf" in cfg.sources
-                else _NO_ITEMS
-            )
+            if mf_found is not None:
+                mf = mf_found
+            elif "mf" in cfg.sources:
+                mf = self.factors.top_items(user_id, cfg.n_mf, len(self.catalog))
+            else:
+                mf = _NO_ITEMS
             if cache and st is not None:
                 self._keep_candidates(user_id, st, content, mf)
         else:

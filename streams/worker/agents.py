@@ -197,16 +197,17 @@ def register_agents(
 
     staged = StagedTable(table)
 
+    def at_partition(meta: Meta) -> None:
+        staged.partition = meta.partition
+
     async def learn_and_recommend(stream: Any) -> None:
         if ready is not None:
             await ready.wait()
         async for events in stream.take_events(event_batch, within=event_within_s):
             adapter.begin_batch()
             try:
-                outs: list[Out] = []
-                for event in events:
-                    staged.partition = event.message.partition
-                    outs += adapter.on_user_record(event.key, event.value, meta_of(event), staged)
+                records = [(e.key, e.value, meta_of(e)) for e in events]
+                outs = adapter.on_user_records(records, staged, at_partition)
             finally:
                 adapter.end_batch()
             await flush_all()
