@@ -172,7 +172,9 @@ def register_agents(
     but the users table's changelog records and the agent's outputs are separate records that
     the broker can receive in any order):
 
-    1. the engine handles each event; snapshots (each with its event's outputs) are staged;
+    1. the engine handles the batch's events (``adapter.on_user_records``: one engine call that
+       learns each event in order and ranks the batch's users together); snapshots (each with
+       its events' outputs) are staged;
     2. flush: the previous batch's outputs are delivered, so its outboxes may be replaced;
     3. the snapshots go to the table, and a flush makes them durable;
     4. the outputs are sent.
