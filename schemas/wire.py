@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from schemas.messages import VideoPublished, decode
@@ -40,9 +42,14 @@ STAGES = (
 # it, so a subscriber can measure event -> published list latency end to end.
 TRIGGER_TS_HEADER = "vidrec-trigger-ts-ms"
 
-# Version of the two internal records below; a reader refuses nothing older, and a newer
-# field is ignored, so a rolling upgrade can run mixed workers.
-WIRE_VERSION = 1
+# Header of an ``item-deltas`` record: the origin of the worker that shipped it (also in the
+# body), so a worker skips its own records without decoding them.
+ORIGIN_HEADER = "vidrec-origin"
+
+# Version of the internal records below. 2: ``item-deltas`` and the users table's values are
+# msgpack; 1: JSON. A reader still reads version 1 (retained topics and changelogs hold it
+# during a rolling upgrade), and a newer trailing field is ignored, so mixed workers can run.
+WIRE_VERSION = 2
 
 DEAD_LETTER_KIND = "dead-letter"
 
@@ -106,7 +113,8 @@ class ItemDeltas:
 
     cooc: list[tuple[str, str, float, float]] = field(default_factory=list)
     popularity: list[tuple[str, float, float]] = field(default_factory=list)
-    factors: list[tuple[str, list[float], float]] = field(default_factory=list)
+    # (video id, gradient row, bias gradient); rows are float32 arrays, shipped as raw float32
+    factors: list[tuple[str, np.ndarray, float]] = field(default_factory=list)
     fusion: list[list[float]] | None = None  # training rows: the picked item's, then others'
     ts: float = 0.0
     sign: int = 1  # -1: subtract the cooc and popularity increments (a forgotten user's)
@@ -118,10 +126,11 @@ class ItemDeltas:
         return not (self.cooc or self.popularity or self.factors or self.fusion is not None)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able (the version-1 body): for tests and people, not the hot path."""
         return {
-            "cooc": self.cooc,
-            "popularity": self.popularity,
-            "factors": self.factors,
+            "cooc": [list(x) for x in self.cooc],
+            "popularity": [list(x) for x in self.popularity],
+            "factors": [(v, np.asarray(g).tolist(), b) for v, g, b in self.factors],
             "fusion": self.fusion,
             "ts": self.ts,
             "sign": self.sign,
@@ -133,7 +142,7 @@ class ItemDeltas:
         return cls(
             [tuple(x) for x in d["cooc"]],
             [tuple(x) for x in d["popularity"]],
-            [(a, list(g), b) for a, g, b in d["factors"]],
+            [(a, np.asarray(g, dtype=np.float32), b) for a, g, b in d["factors"]],
             d.get("fusion"),
             d.get("ts", 0.0),
             int(d.get("sign", 1)),
@@ -165,20 +174,122 @@ def decode_video_vector(raw: bytes) -> tuple[VideoPublished, np.ndarray, str]:
     return video, vec, str(d.get("encoder", ""))
 
 
+class _FactorRows(msgspec.Struct, array_like=True):
+    ids: list[str]
+    grads: bytes  # (len(ids), dim) little-endian float32, row-major
+    bias: list[float]
+
+
+class _DeltasBody(msgspec.Struct, array_like=True):
+    cooc: list[tuple[str, str, float, float]]
+    popularity: list[tuple[str, float, float]]
+    factors: _FactorRows
+    fusion: list[list[float]] | None = None
+    ts: float = 0.0
+    sign: int = 1
+    positive: str | None = None
+
+
+class _DeltasRecord(msgspec.Struct, array_like=True):
+    """An ``item-deltas`` record from version 2 on: a msgpack array, fields in this order."""
+
+    v: int
+    origin: str
+    user_id: str
+    event_id: str
+    deltas: _DeltasBody
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DELTAS_DECODER = msgspec.msgpack.Decoder(_DeltasRecord)
+
+
 def encode_item_deltas(deltas: ItemDeltas, user_id: str, event_id: str, origin: str) -> bytes:
-    return json.dumps(
-        {
-            "v": WIRE_VERSION,
-            "origin": origin,
-            "user_id": user_id,
-            "event_id": event_id,
-            "deltas": deltas.to_dict(),
-        },
-        separators=(",", ":"),
-    ).encode()
+    """msgpack: the gradient rows as one float32 buffer (a float's text is ~4x its bytes)."""
+    f = deltas.factors
+    grads = b"".join(np.asarray(g, dtype="<f4").tobytes() for _, g, _ in f)
+    body = _DeltasBody(
+        deltas.cooc,
+        deltas.popularity,
+        _FactorRows([v for v, _, _ in f], grads, [float(b) for _, _, b in f]),
+        deltas.fusion,
+        deltas.ts,
+        deltas.sign,
+        deltas.positive,
+    )
+    return _ENCODER.encode(_DeltasRecord(WIRE_VERSION, origin, user_id, event_id, body))
 
 
 def decode_item_deltas(raw: bytes) -> tuple[str, str, str, ItemDeltas]:
-    """``(origin, user_id, event_id, deltas)`` of an ``item-deltas`` record."""
-    d = json.loads(raw)
-    return d["origin"], d["user_id"], d["event_id"], ItemDeltas.from_dict(d["deltas"])
+    """``(origin, user_id, event_id, deltas)`` of an ``item-deltas`` record, either version.
+
+    Raises ``ValueError`` (or ``KeyError``/``TypeError`` for a malformed version 1) saying
+    what is wrong with a record that cannot be read.
+    """
+    if raw[:1] == b"{":  # version 1: JSON
+        d = json.loads(raw)
+        return d["origin"], d["user_id"], d["event_id"], ItemDeltas.from_dict(d["deltas"])
+    try:
+        rec = _DELTAS_DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not an item-deltas record (msgpack, version 2): {exc}") from None
+    b, f = rec.deltas, rec.deltas.factors
+    n = len(f.ids)
+    if len(f.bias) != n or (len(f.grads) % (4 * n) if n else len(f.grads)):
+        raise ValueError(
+            f"item-deltas record: {n} factor ids, {len(f.bias)} biases and {len(f.grads)} "
+            "gradient bytes do not make rows of float32"
+        )
+    rows = np.frombuffer(f.grads, dtype="<f4").reshape(n, -1) if n else ()
+    deltas = ItemDeltas(
+        b.cooc,
+        b.popularity,
+        list(zip(f.ids, rows, f.bias, strict=True)),
+        b.fusion,
+        b.ts,
+        b.sign,
+        b.positive,
+    )
+    return rec.origin, rec.user_id, rec.event_id, deltas
+
+
+# -- the users table's value: a user's snapshot and outbox ----------------------------------
+# An outbox entry: (event id, stage, value or None for a tombstone, headers).
+OutboxEntry = tuple[str, str, bytes | None, dict[str, bytes]]
+
+
+class _UserValue(msgspec.Struct, array_like=True):
+    """A users-table value from version 2 on: the engine's snapshot and the outbox."""
+
+    v: int
+    snap: dict[str, Any]  # ``Engine.snapshot_user``
+    outbox: list[tuple[str, str, bytes | None, dict[str, bytes]]]
+
+
+_USER_DECODER = msgspec.msgpack.Decoder(_UserValue)
+
+
+def encode_user_value(snap: dict[str, Any], outbox: Sequence[OutboxEntry]) -> bytes:
+    """msgpack; the outbox values as bin (version 1 held them as JSON text in JSON)."""
+    return _ENCODER.encode(_UserValue(WIRE_VERSION, snap, list(outbox)))
+
+
+def decode_user_value(raw: bytes) -> tuple[dict[str, Any], list[OutboxEntry]]:
+    """``(snapshot, outbox)`` of a users-table value, either version."""
+    if raw[:1] == b"{":  # version 1: the snapshot as JSON with an "outbox" of JSON text
+        snap = json.loads(raw)
+        outbox = [
+            (
+                b["event_id"],
+                b["stage"],
+                None if b["value"] is None else b["value"].encode(),
+                {k: v.encode() for k, v in b.get("headers", {}).items()},
+            )
+            for b in snap.pop("outbox", None) or ()
+        ]
+        return snap, outbox
+    try:
+        val = _USER_DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not a users-table value (msgpack, version 2): {exc}") from None
+    return val.snap, val.outbox

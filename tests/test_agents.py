@@ -1,7 +1,8 @@
 """The worker's adapter (records -> engine -> records) and its faust agents, without a broker.
 
 The adapter is tested as plain code with a dict for the users table; the agents with faust's
-``agent.test_context()`` (memory store, an ``AsyncMock`` per outbound topic).
+``agent.test_context()`` (memory store, an ``AsyncMock`` per outbound topic recording the
+producer's sends).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from schemas.wire import (
     TRIGGER_TS_HEADER,
     VIDEO_VECTORS,
     DeadLetter,
+    decode_item_deltas,
+    decode_user_value,
 )
 from streams.wire.topics import Topics, TopicSettings
 from workers.adapter import EngineAdapter, Meta, Out
@@ -81,11 +84,11 @@ def test_event_publishes_a_list_ships_deltas_and_saves_the_user(make_engine):
     assert msg.trigger_event_id == events[0].event_id and len(msg.items) == 10
 
     deltas = _by_stage(outs, ITEM_DELTAS)
-    assert deltas and all(json.loads(d.value)["origin"] == "w1" for d in deltas)
-    assert {json.loads(d.value)["event_id"] for d in deltas} <= {e.event_id for e in events[:30]}
+    assert deltas and all(decode_item_deltas(d.value)[0] == "w1" for d in deltas)
+    assert {decode_item_deltas(d.value)[2] for d in deltas} <= {e.event_id for e in events[:30]}
     assert not _by_stage(outs, DEAD_LETTERS)
 
-    snap = json.loads(table[b"u0"])
+    snap, _ = decode_user_value(table[b"u0"])
     assert snap["user"]["events"] == sum(e.user_id == "u0" for e in events[:30])
     assert snap["user"]["last_recs"]  # saved after the list was published
     assert snap["factors"] is not None and len(snap["factors"]) == eng.settings.factors_dim
@@ -153,6 +156,44 @@ def test_a_duplicate_whose_outputs_may_be_lost_sends_them_again_unchanged(make_e
     third = ad_b.on_user_record(e.user_id.encode(), e.to_json(), _meta(13), table)
     assert [o.stage for o in third] == [RECOMMENDATIONS]
     assert b.users[e.user_id].events == a.users[e.user_id].events
+
+
+def test_outputs_resent_in_a_batch_stay_in_the_outbox_a_new_event_writes(make_engine):
+    """Two crashes in a row: worker a writes the table and dies before its outputs reach the
+    broker; worker b resends them in a micro-batch that also holds a new event of the same
+    user, writes that user's snapshot, and dies before its sends are delivered too. The
+    snapshot b wrote must still hold the resent outputs, or worker c, counting the event as a
+    duplicate, has nothing to send and the event's list is lost for good."""
+    log = planted_log()
+    events = [e for e in _events(log) if e.user_id == "u0"]
+    engines = [make_engine() for _ in range(3)]
+    for eng in engines:
+        eng.on_videos(_videos(log))
+    table: dict[bytes, bytes] = {}
+    ad_a, ad_b, ad_c = (EngineAdapter(eng, origin=o) for eng, o in zip(engines, "abc", strict=True))
+    shipped = _feed(ad_a, events[:4], table)
+    ad_a.delivered()
+    e, new = events[4], events[5]
+    ad_a.begin_batch()
+    lost = ad_a.on_user_record(b"u0", e.to_json(), _meta(4), table)  # then a dies
+    ad_a.end_batch()
+    lost_list = _by_stage(lost, RECOMMENDATIONS)
+    assert lost_list
+
+    replica = [o.value for o in _by_stage(shipped + lost, ITEM_DELTAS)]
+    ad_b.on_replicated(ITEM_DELTAS, replica)
+    ad_b.begin_batch()
+    resent = ad_b.on_user_record(b"u0", e.to_json(), _meta(4), table)
+    fresh = ad_b.on_user_record(b"u0", new.to_json(), _meta(5), table)
+    ad_b.end_batch()
+    ad_b.delivered()  # the batch's flush (of the previous batch's outputs), then b dies
+    assert _by_stage(resent, RECOMMENDATIONS) == lost_list and fresh
+
+    ad_c.on_replicated(ITEM_DELTAS, replica + [o.value for o in _by_stage(fresh, ITEM_DELTAS)])
+    ad_c.begin_batch()
+    again = ad_c.on_user_record(b"u0", e.to_json(), _meta(4), table)
+    ad_c.end_batch()
+    assert _by_stage(again, RECOMMENDATIONS) == lost_list
 
 
 @pytest.mark.parametrize(
@@ -261,14 +302,14 @@ def test_forget_erases_the_user_from_engine_and_table(make_engine):
     outs = ad.on_user_record(b"u0", forget.to_json(), _meta(50), table)
     # the user's share of the item state goes to every worker; the list is tombstoned
     assert [o.stage for o in outs] == [ITEM_DELTAS, RECOMMENDATIONS, ERASURES]
-    assert json.loads(outs[0].value)["deltas"]["sign"] == -1
+    assert decode_item_deltas(outs[0].value)[3].sign == -1
     assert outs[1].key == b"u0" and outs[1].value is None
     receipt = decode(outs[2].value, expect=ErasureReceipt)
     assert receipt.user_id == "u0" and receipt.requested_at == forget.ts
     assert receipt.erased["events"] > 0 and receipt.erased["cooc_increments"] > 0
     assert "u0" not in eng.factors.users
     # what is left, in the engine and in the table, is the tombstone: the time of the forget
-    snap = json.loads(table[b"u0"])
+    snap, _ = decode_user_value(table[b"u0"])
     assert snap["factors"] is None and snap["user"]["ledger"]["items"] == []
     assert snap["user"]["dedup"] == [] and snap["user"]["forgotten_at"] == forget.ts.timestamp()
     assert not eng.history_of("u0")
@@ -411,11 +452,21 @@ def worker_app(make_engine):
         engine=eng,
         replicate=False,
     )
-    sent = {}
-    for stage, channel in wa.channels.items():
-        sent[stage] = channel.send = AsyncMock()
-    yield wa, eng, sent
+    yield wa, eng, record_sends(wa)
     wa.close()
+
+
+def record_sends(wa) -> dict[str, AsyncMock]:  # noqa: ANN001 - a streams.worker.app.WorkerApp
+    """The agents send straight to the app's producer; record those sends by stage, as
+    ``channel.send``-style calls (tests/test_streaming.py runs the agents on the broker)."""
+    sent = {stage: AsyncMock() for stage in wa.channels}
+    stage_of = {ch.get_topic_name(): stage for stage, ch in wa.channels.items()}
+
+    async def send(topic, key, value, partition, timestamp, headers):  # noqa: ANN001, ANN202
+        await sent[stage_of[topic]](key=key, value=value, headers=headers)
+
+    wa.app.producer.send = send
+    return sent
 
 
 def _sent(mock: AsyncMock) -> list[dict]:

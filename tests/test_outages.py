@@ -143,7 +143,7 @@ def test_a_failing_search_degrades_the_list_and_loses_no_event(flaky_engine):
 
 # -- a failing encoder in the embed agent -----------------------------------------------------
 def test_embed_agent_retries_a_failing_encoder_and_ships_every_video(flaky_engine):
-    from unittest.mock import AsyncMock
+    from test_agents import record_sends
 
     from streams.worker.app import WorkerSettings, make_app
 
@@ -156,10 +156,7 @@ def test_embed_agent_retries_a_failing_encoder_and_ships_every_video(flaky_engin
         engine=eng,
         replicate=False,
     )
-    sent = wa.channels[VIDEO_VECTORS].send = AsyncMock()
-    for stage, ch in wa.channels.items():
-        if stage != VIDEO_VECTORS:
-            ch.send = AsyncMock()
+    sent = record_sends(wa)[VIDEO_VECTORS]
     failures = 0
     encode = wa.adapter.encode_videos
 

@@ -18,7 +18,6 @@ uninterrupted run's (the item state and every count still equal it).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 
 from schemas import Recommendations, UserEvent, VideoPublished
+from schemas.wire import decode_item_deltas, decode_user_value
 from streams.wire.clients import Sender, consume, make_producer, subscribe
 from streams.wire.eventlog import write_log
 from streams.wire.settings import KafkaSettings
@@ -120,7 +120,7 @@ class Deployment:
         topic = f"{self.topics.app_id}-users-changelog"
         for r in consume(self.kafka, topic, from_beginning=True, timeout_s=5.0):
             if r.key is not None and r.value is not None:
-                latest[r.key.decode()] = json.loads(r.value)
+                latest[r.key.decode()] = decode_user_value(r.value)[0]
         return latest
 
     def item_deltas(self) -> tuple[Counter, dict[tuple[str, str], Any]]:
@@ -128,10 +128,10 @@ class Deployment:
         seen: Counter = Counter()
         deltas: dict[tuple[str, str], Any] = {}
         for r in consume(self.kafka, self.topics.item_deltas, from_beginning=True, timeout_s=5.0):
-            d = json.loads(r.value)
-            k = (d["user_id"], d["event_id"])
+            _, user_id, event_id, d = decode_item_deltas(r.value)
+            k = (user_id, event_id)
             seen[k] += 1
-            deltas.setdefault(k, d["deltas"])
+            deltas.setdefault(k, d.to_dict())
         return seen, deltas
 
 
@@ -242,11 +242,14 @@ def _assert_nothing_lost_or_doubled(state: dict[str, Any], log: list[Any]) -> No
     assert state["dedup"] == dict(per_user)
 
 
-# Known intermittent loss, still to be found: since the engine's per-event work grew (a ranking
-# head of 50 for the fusion, 16 negatives), 2 of 4 runs on the session's machine lost the lists
-# of the last ~55 events after the third SIGKILL (no list for 240 s); 2 of 4 passed. It looks
-# like the commit-before-send race seen when outputs went straight to the producer. Run, and
-# reported, but not failing CI until it is fixed: see the closing note of issue 12.
+# Known intermittent loss (2 of 4 and 2 of 8 runs in earlier sessions lost the lists of the
+# last ~55 events after the third SIGKILL, with channel sends and with direct producer sends
+# alike). Fixed since (issue 14): outputs resent for a duplicate were left out of the snapshot
+# that a later event of the same user in the same micro-batch wrote, so a second crash before
+# their delivery lost those lists for good (test_agents reproduces it). Also: faust's producer
+# flush could return with the snapshots' changelog records still in its buffer, so outputs
+# and offsets could overtake the snapshots (the agent now awaits those records). Whether that
+# was all of it is not proven: kept non-strict until repeated runs confirm.
 @pytest.mark.xfail(strict=False, reason="intermittent: tail lists lost after the third SIGKILL")
 def test_sigkilled_worker_loses_nothing_and_evaluates_like_an_uninterrupted_run(
     kafka_settings, tmp_path

@@ -8,6 +8,7 @@ Qdrant.
 
 import importlib
 import os
+import sys
 from typing import Any
 
 # numpy's OpenBLAS spreads even a 3000x384 matrix-vector product over every core; on a busy
@@ -15,6 +16,12 @@ from typing import Any
 # The engine's numpy work is many small operations, so one thread is the right default; the
 # encoder (torch) has its own thread pool. Must run before numpy is first imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+if "numpy" in sys.modules:
+    # Too late for the variable: numpy (imported first by a test, a notebook or the user's
+    # code) has started its BLAS pool already. The spike measured 2.5x slower events then.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"] or 1), user_api="blas")
 
 _PUBLIC = {
     "Engine": "workers.engine",

@@ -22,7 +22,6 @@ deltas but its own, and every embedded video with its vector.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -38,6 +37,7 @@ from schemas.wire import (
     DEAD_LETTERS,
     ERASURES,
     ITEM_DELTAS,
+    ORIGIN_HEADER,
     RECOMMENDATIONS,
     TRIGGER_TS_HEADER,
     USER_EVENTS,
@@ -45,8 +45,10 @@ from schemas.wire import (
     VIDEOS,
     DeadLetter,
     decode_item_deltas,
+    decode_user_value,
     decode_video_vector,
     encode_item_deltas,
+    encode_user_value,
     encode_video_vector,
 )
 from workers.engine import Engine, Step
@@ -103,6 +105,7 @@ class EngineAdapter:
     ) -> None:
         self.engine = engine
         self.origin = origin or uuid.uuid4().hex
+        self._origin_header = self.origin.encode()
         engine.applied.cap = delta_dedup
         self._user_partition: dict[str, int] = {}
         self._outboxes: dict[str, list[tuple[str, Out]]] = {}
@@ -140,8 +143,9 @@ class EngineAdapter:
     ) -> list[Out]:
         """Handle one record of ``user-events``; returns the records to send.
 
-        ``table`` maps a user id (bytes) to the user's snapshot (JSON bytes); in a worker it is
-        a faust table backed by a changelog topic, in a test any dict.
+        ``table`` maps a user id (bytes) to the user's snapshot and outbox
+        (``schemas.wire.encode_user_value``); in a worker it is a faust table backed by a
+        changelog topic, in a test any dict.
 
         A forget erases the user everywhere a worker holds them (``Engine.forget_step``): the
         user's state and factors; the table keeps only the tombstone (so redelivered older events
@@ -243,7 +247,7 @@ class EngineAdapter:
         outs = []
         if step.deltas is not None:
             value = encode_item_deltas(step.deltas, msg.user_id, step.output_id, self.origin)
-            outs.append(Out(ITEM_DELTAS, user_key, value))
+            outs.append(Out(ITEM_DELTAS, user_key, value, {ORIGIN_HEADER: self._origin_header}))
         if step.recs is not None:
             headers = {}
             if meta.timestamp_ms is not None:
@@ -299,16 +303,8 @@ class EngineAdapter:
         self._outboxes[user_id] = box
         snap = self.engine.snapshot_user(user_id)
         assert snap is not None
-        snap["outbox"] = [
-            {
-                "event_id": eid,
-                "stage": o.stage,
-                "value": None if o.value is None else o.value.decode(),
-                "headers": {k: v.decode() for k, v in o.headers.items()},
-            }
-            for eid, o in box
-        ]
-        table[user_key] = json.dumps(snap, separators=(",", ":")).encode()
+        outbox = [(eid, o.stage, o.value, o.headers) for eid, o in box]
+        table[user_key] = encode_user_value(snap, outbox)
 
     def _resend(self, user_id: str, event_id: str) -> list[Out]:
         """The outputs of an already counted event, if its snapshot still holds them.
@@ -329,6 +325,10 @@ class EngineAdapter:
         if outs:
             self.counts["resent"] += len(outs)
             self._note_returned(user_id, event_id)
+            if self._batch_outbox is not None:
+                # not delivered before the batch's sends: a snapshot that a later event of the
+                # batch writes must keep them, or a crash now leaves them nowhere
+                self._batch_outbox.setdefault(user_id, []).extend((event_id, o) for o in outs)
         return outs
 
     def _note_returned(self, user_id: str, event_id: str) -> None:
@@ -344,19 +344,10 @@ class EngineAdapter:
             return
         raw = table.get(user_key)
         if raw is not None:
-            snap = json.loads(raw)
+            snap, outbox = decode_user_value(raw)
             self.engine.restore_user(user_id, snap)
             self._outboxes[user_id] = [
-                (
-                    b["event_id"],
-                    Out(
-                        b["stage"],
-                        user_key,
-                        None if b["value"] is None else b["value"].encode(),
-                        {k: v.encode() for k, v in b.get("headers", {}).items()},
-                    ),
-                )
-                for b in snap.get("outbox") or ()
+                (eid, Out(stage, user_key, value, headers)) for eid, stage, value, headers in outbox
             ]
 
     def evict_partitions(self, partitions: Iterable[int]) -> int:
@@ -449,12 +440,22 @@ class EngineAdapter:
         ]
 
     # -- replication (every worker, all partitions) -----------------------------------------
-    def on_replicated(self, stage: str, values: Sequence[bytes | None]) -> int:
-        """Apply a batch from ``video-vectors`` or ``item-deltas``; returns how many applied."""
+    def on_replicated(
+        self,
+        stage: str,
+        values: Sequence[bytes | None],
+        headers: Sequence[Sequence[tuple[str, bytes]]] | None = None,
+    ) -> int:
+        """Apply a batch from ``video-vectors`` or ``item-deltas``; returns how many applied.
+
+        ``headers``: each record's Kafka headers, when known; an item-deltas record whose
+        origin header is this worker's is skipped before it is decoded (it was applied here
+        when it was made).
+        """
         if stage == VIDEO_VECTORS:
             return self._apply_video_vectors(values)
         if stage == ITEM_DELTAS:
-            return self._apply_item_deltas(values)
+            return self._apply_item_deltas(values, headers)
         raise ValueError(f"nothing to replicate from {stage!r}")
 
     def _apply_video_vectors(self, values: Sequence[bytes | None]) -> int:
@@ -487,10 +488,18 @@ class EngineAdapter:
             self.counts["videos_replicated"] += len(videos)
         return len(videos)
 
-    def _apply_item_deltas(self, values: Sequence[bytes | None]) -> int:
+    def _apply_item_deltas(
+        self,
+        values: Sequence[bytes | None],
+        headers: Sequence[Sequence[tuple[str, bytes]]] | None,
+    ) -> int:
         n = 0
-        for raw in values:
+        own = self._origin_header
+        for i, raw in enumerate(values):
             if raw is None:
+                continue
+            if headers is not None and (ORIGIN_HEADER, own) in headers[i]:
+                self.counts["deltas_skipped"] += 1
                 continue
             try:
                 origin, user_id, event_id, deltas = decode_item_deltas(raw)

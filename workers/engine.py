@@ -532,7 +532,8 @@ class Engine:
         deltas.cooc.extend(self.cooc.deltas_one(Observation(event.user_id, vid, ts, w, window)))
         negs = self._negatives(event.event_id, seen, idx)
         fdeltas = self.factors.deltas_one(Observation(event.user_id, idx, ts, w, negatives=negs))
-        deltas.factors = [(ids[i], g.tolist(), float(b)) for i, g, b in fdeltas]
+        # float32 rows, as applied and as shipped: no detour through Python floats
+        deltas.factors = [(ids[i], g.astype(np.float32), float(b)) for i, g, b in fdeltas]
         self._neg_pool.append(idx)
         deltas.positive = vid
         st.ledger.append(idx, ts, w, events_kept(s))

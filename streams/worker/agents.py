@@ -43,6 +43,7 @@ class StagedTable(MutableMapping[bytes, bytes]):
         self.table = table
         self.staged: dict[bytes, tuple[bytes, int]] = {}
         self.partition = 0
+        self.sending: list[Any] = []  # futures of the changelog records of the last commit
 
     def __getitem__(self, key: bytes) -> bytes:
         if key in self.staged:
@@ -77,9 +78,21 @@ class StagedTable(MutableMapping[bytes, bytes]):
                 # faust's ``table[k] = v`` takes the partition from the current event, which
                 # after a micro-batch is not the event that changed this key
                 self.table.data[k] = v  # type: ignore[attr-defined]
-                send_changelog(partition, k, v)
+                self.sending.append(send_changelog(partition, k, v))
         self.staged.clear()
         return n
+
+    async def written(self) -> None:
+        """Wait until the changelog records of the last ``commit`` are delivered.
+
+        A faust table queues them in the producer's own buffer, which ``producer.flush``
+        drains only while a record leaves it every 0.1 s: under load it returns with the
+        snapshots still queued, and outputs sent next could reach the broker before them.
+        Each record's future resolves once the broker has it (and raises if it never will).
+        """
+        sending, self.sending = self.sending, []
+        for fut in sending:
+            await fut
 
 
 class Backoff:
@@ -143,6 +156,7 @@ def register_agents(
     ready: asyncio.Event | None = None,
     flush: Callable[[], Awaitable[None]] | None = None,
     backoff: Backoff | None = None,
+    send: Callable[[Out], Awaitable[Any]] | None = None,
 ) -> dict[str, Any]:
     """Define the worker's agents on ``app``; returns them by name.
 
@@ -164,6 +178,10 @@ def register_agents(
         Waits until every record produced so far is acknowledged (the app's producer flush).
     backoff
         How the embed agent retries a failing encoder.
+    send
+        Hands one record to the producer (awaiting its place in the producer's queue, not
+        its delivery: ``flush`` waits for that). By default ``channel.send`` of its stage;
+        a worker sends straight to its producer (``streams.worker.app.direct_send``).
 
     Notes
     -----
@@ -176,7 +194,7 @@ def register_agents(
        learns each event in order and ranks the batch's users together); snapshots (each with
        its events' outputs) are staged;
     2. flush: the previous batch's outputs are delivered, so its outboxes may be replaced;
-    3. the snapshots go to the table, and a flush makes them durable;
+    3. the snapshots go to the table, and the agent waits until the broker has them;
     4. the outputs are sent.
 
     A crash before 3 completes: the events were not counted, and they are redelivered (the
@@ -189,9 +207,14 @@ def register_agents(
     crashes), and the flushes above cost two broker round trips per batch, not per event.
     """
 
+    async def channel_send(o: Out) -> Any:
+        return await channels[o.stage].send(key=o.key, value=o.value, headers=o.headers or None)
+
+    send_one = send or channel_send
+
     async def send_all(outs: Iterable[Out]) -> None:
         for o in outs:
-            await channels[o.stage].send(key=o.key, value=o.value, headers=o.headers or None)
+            await send_one(o)
 
     async def flush_all() -> None:
         if flush is not None:
@@ -215,8 +238,9 @@ def register_agents(
             await flush_all()
             if flush is not None:
                 adapter.delivered()
-            if staged.commit():
-                await flush_all()
+            if staged.commit() and flush is not None:
+                await flush()
+                await staged.written()
             await send_all(outs)
 
     retry = backoff or Backoff(adapter.counts)
