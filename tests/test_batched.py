@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from schemas import ForgetUser, UserEvent, VideoPublished
+from schemas.wire import decode_item_deltas, decode_user_value
 from workers.engine import Engine
 from workers.evaluation import Evaluator
 from workers.inprocess import drive
@@ -285,7 +286,7 @@ def test_the_adapter_s_batch_of_one_is_its_record_by_record_path(make_engine):
                 assert json.loads(x.value)["items"] == json.loads(y.value)["items"]
     assert t1.keys() == t2.keys()
     for k in t1:
-        assert json.loads(t1[k])["user"] == json.loads(t2[k])["user"]
+        assert decode_user_value(t1[k])[0]["user"] == decode_user_value(t2[k])[0]["user"]
 
 
 def test_the_adapter_handles_a_micro_batch_record_by_record_with_one_engine_call(make_engine):
@@ -328,13 +329,13 @@ def test_the_adapter_handles_a_micro_batch_record_by_record_with_one_engine_call
     assert [(o.stage, o.key) for o in got] == [(o.stage, o.key) for o in expected]
     assert len(_by_stage(got, DEAD_LETTERS)) == 1 and len(_by_stage(got, ERASURES)) == 1
     assert len(_by_stage(got, RECOMMENDATIONS)) == len(_by_stage(expected, RECOMMENDATIONS))
-    assert {json.loads(o.value)["event_id"] for o in _by_stage(got, ITEM_DELTAS)} == {
-        json.loads(o.value)["event_id"] for o in _by_stage(expected, ITEM_DELTAS)
+    assert {decode_item_deltas(o.value)[2] for o in _by_stage(got, ITEM_DELTAS)} == {
+        decode_item_deltas(o.value)[2] for o in _by_stage(expected, ITEM_DELTAS)
     }
     assert one.counts == many.counts
     assert t1.keys() == t2.keys()
     for k in t1:
-        a, b = json.loads(t1[k]), json.loads(t2[k])
+        (a, box_a), (b, box_b) = decode_user_value(t1[k]), decode_user_value(t2[k])
         assert a["user"]["events"] == b["user"]["events"]
-        assert [x["event_id"] for x in a["outbox"]] == [x["event_id"] for x in b["outbox"]]
-    assert json.loads(t2[b"u1"])["user"].get("forgotten_at") is not None
+        assert [x[0] for x in box_a] == [x[0] for x in box_b]
+    assert decode_user_value(t2[b"u1"])[0]["user"].get("forgotten_at") is not None
