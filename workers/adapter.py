@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -51,7 +51,7 @@ from schemas.wire import (
     encode_user_value,
     encode_video_vector,
 )
-from workers.engine import Engine
+from workers.engine import Engine, Step
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -159,6 +159,54 @@ class EngineAdapter:
         write and the delivery of the outputs lose nothing (see ``register_agents``).
         """
         t0 = time.perf_counter()
+        msg = self._accept(key, value, meta, table)
+        if isinstance(msg, list):
+            return msg
+        return self._outputs(msg, meta, table, self.engine.step(msg, t0))
+
+    def on_user_records(
+        self,
+        records: Sequence[tuple[bytes | None, bytes | None, Meta]],
+        table: MutableMapping[bytes, bytes],
+        before_write: Callable[[Meta], None] | None = None,
+    ) -> list[Out]:
+        """``on_user_record`` for a micro-batch, in order, with one engine call for its events.
+
+        ``Engine.step_many`` learns each event in order and ranks the batch's users together
+        (one content search for all of them). Every record still gets its own checks, dead
+        letter, dedup, outputs and table write, in record order; ``before_write`` is called with
+        a record's ``Meta`` just before its outputs and snapshot are made (the agent points its
+        staged table at the record's partition there).
+        """
+        done: list[list[Out]] = []
+        msgs: list[UserEvent | ForgetUser] = []
+        t0s: list[float] = []
+        at: list[tuple[int, Meta]] = []
+        for key, value, meta in records:
+            t0 = time.perf_counter()
+            msg = self._accept(key, value, meta, table)
+            if isinstance(msg, list):
+                done.append(msg)
+                continue
+            at.append((len(done), meta))
+            done.append([])
+            msgs.append(msg)
+            t0s.append(t0)
+        steps = self.engine.step_many(msgs, t0s) if msgs else []
+        for (i, meta), msg, step in zip(at, msgs, steps, strict=True):
+            if before_write is not None:
+                before_write(meta)
+            done[i] = self._outputs(msg, meta, table, step)
+        return [o for outs in done for o in outs]
+
+    def _accept(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        meta: Meta,
+        table: MutableMapping[bytes, bytes],
+    ) -> UserEvent | ForgetUser | list[Out]:
+        """Decode and check a record and load its user; a bad record is its dead letter."""
         try:
             msg = decode(value if value is not None else b"")
         except DecodeError as exc:
@@ -175,10 +223,20 @@ class EngineAdapter:
             return [self.dead_letter(key, value, meta, reason)]
         self._user_partition[msg.user_id] = meta.partition
         self._warm(msg.user_id, user_key, table)
-        is_forget = isinstance(msg, ForgetUser)
-        if not is_forget:
+        if not isinstance(msg, ForgetUser):
             self.counts["events"] += 1
-        step = self.engine.step(msg, t0)
+        return msg
+
+    def _outputs(
+        self,
+        msg: UserEvent | ForgetUser,
+        meta: Meta,
+        table: MutableMapping[bytes, bytes],
+        step: Step,
+    ) -> list[Out]:
+        """What a handled record sends, and its user's snapshot (with the outbox) in ``table``."""
+        user_key = msg.user_id.encode()
+        is_forget = isinstance(msg, ForgetUser)
         if step.duplicate:
             self.counts["duplicates"] += 1
             return self._resend(msg.user_id, step.output_id)

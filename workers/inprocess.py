@@ -66,14 +66,23 @@ def drive(
     on_bad: Callable[[Any], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     video_batch: int = 64,
+    event_batch: int = 1,
 ) -> RunStats:
     """Feed messages to ``engine`` in order; anything that is not a message goes to ``on_bad``.
 
     ``engine`` is the engine or anything with its ``on_videos``, ``on_event`` and ``on_forget``
     (the independent baselines of ``workers.baselines``).
+
+    ``event_batch`` > 1 hands consecutive user events to ``engine.on_events`` in micro-batches
+    of up to that many, as a loaded worker takes them. A batch ends before anything else (a
+    video, a forget) and before a second event of a user already in it, so the evaluator still
+    scores each event against the list its user held before it.
     """
     stats = RunStats()
     pending: list[VideoPublished] = []
+    events: list[UserEvent] = []
+    users: set[str] = set()
+    batch = event_batch if hasattr(engine, "on_events") else 1
     t0 = time.perf_counter()
 
     def flush() -> None:
@@ -82,40 +91,62 @@ def drive(
             stats.videos += len(pending)
             pending.clear()
 
+    def published(recs: Recommendations | None) -> None:
+        stats.events += 1
+        if recs is None:
+            stats.duplicates += 1
+            return
+        stats.published += 1
+        stats.add_latency(recs.latency_ms)
+        if evaluator is not None:
+            evaluator.on_recommendations(recs)
+        if on_recommendations is not None:
+            on_recommendations(recs)
+
+    def flush_events() -> None:
+        if events:
+            for recs in engine.on_events(events):  # type: ignore[union-attr]
+                published(recs)
+            events.clear()
+            users.clear()
+
     for n, msg in enumerate(messages, start=1):
-        if isinstance(msg, VideoPublished):
-            if evaluator is not None:
-                evaluator.on_video(msg)
-            pending.append(msg)
-            if len(pending) >= video_batch:
-                flush()
-        elif isinstance(msg, UserEvent):
+        if isinstance(msg, UserEvent):
             flush()
-            if evaluator is not None:
-                evaluator.on_event(msg)
-            recs = engine.on_event(msg)
-            stats.events += 1
-            if recs is None:
-                stats.duplicates += 1
-                continue
-            stats.published += 1
-            stats.add_latency(recs.latency_ms)
-            if evaluator is not None:
-                evaluator.on_recommendations(recs)
-            if on_recommendations is not None:
-                on_recommendations(recs)
-        elif isinstance(msg, ForgetUser):
-            flush()
-            engine.on_forget(msg)
-            stats.forgets += 1
-        elif isinstance(msg, Recommendations | ErasureReceipt):
-            continue  # outputs, e.g. in a log captured from the topics: nothing to learn
+            if batch > 1:
+                if msg.user_id in users:
+                    flush_events()
+                if evaluator is not None:
+                    evaluator.on_event(msg)
+                events.append(msg)
+                users.add(msg.user_id)
+                if len(events) >= batch:
+                    flush_events()
+            else:
+                if evaluator is not None:
+                    evaluator.on_event(msg)
+                published(engine.on_event(msg))
         else:
-            stats.bad += 1
-            if on_bad is not None:
-                on_bad(msg)
+            flush_events()
+            if isinstance(msg, VideoPublished):
+                if evaluator is not None:
+                    evaluator.on_video(msg)
+                pending.append(msg)
+                if len(pending) >= video_batch:
+                    flush()
+            elif isinstance(msg, ForgetUser):
+                flush()
+                engine.on_forget(msg)
+                stats.forgets += 1
+            elif isinstance(msg, Recommendations | ErasureReceipt):
+                pass  # outputs, e.g. in a log captured from the topics: nothing to learn
+            else:
+                stats.bad += 1
+                if on_bad is not None:
+                    on_bad(msg)
         if on_progress is not None and n % 1000 == 0:
             on_progress(n)
+    flush_events()
     flush()
     stats.seconds = time.perf_counter() - t0
     return stats

@@ -48,10 +48,27 @@ def _learn(engine: Any, events: Sequence[Any]) -> None:
             engine.train_if_due()
 
 
+def _count_ranked(engine: Any) -> list[int]:
+    """Count the engine's ``publish_many`` calls (how many users a batch ranks together)."""
+    calls = [0]
+    publish_many = engine.publish_many
+
+    def counted(*args: Any) -> Any:
+        calls[0] += 1
+        return publish_many(*args)
+
+    engine.publish_many = counted
+    return calls
+
+
 def _timed_run(
-    n: int, events: int, warmup: int, seconds: float, seed: int, **settings: Any
+    n: int, events: int, warmup: int, seconds: float, seed: int, batch: int = 1, **settings: Any
 ) -> dict[str, Any]:
     """Load ``n`` videos, learn ``warmup`` events, time up to ``events`` through ``on_event``.
+
+    ``batch`` > 1: alternate chunks of ``batch`` events go through ``on_events`` as one
+    micro-batch (as a loaded worker takes them; ``rate``, ``done`` and the latencies, which
+    then count from the start of the batch) and one at a time (``one_rate``), side by side.
 
     With the sequential model on, it trains during the warm-up as the in-process run does, and
     not while timed: a worker trains it beside the event path, so the timed figure is the
@@ -75,20 +92,32 @@ def _timed_run(
         engine.settings = engine.settings.model_copy(update={"seq_train_every": 0})
     timed = synthetic_events(sampler.draw(events), rng.integers(0, n_users, events), rng, warmup)
     lat: list[float] = []
-    t = time.perf_counter()
-    deadline = t + seconds
-    done = 0
-    for e in timed:
-        recs = engine.on_event(e)
-        done += 1
-        if recs is not None:
-            lat.append(recs.latency_ms)
+    ranked = _count_ranked(engine)
+    # batch > 1: alternate chunks of ``batch`` events go one at a time (A) and as one
+    # micro-batch (B) through the same engine, so the two rates share the machine's load
+    spent, count = [0.0, 0.0], [0, 0]
+    start = time.perf_counter()
+    deadline = start + seconds
+    for j, i in enumerate(range(0, len(timed), batch)):
+        chunk = timed[i : i + batch]
+        mode = j % 2 if batch > 1 else 0
+        t = time.perf_counter()
+        if mode:
+            got = engine.on_events(chunk)
+        else:
+            got = [engine.on_event(e) for e in chunk]
+        spent[mode] += time.perf_counter() - t
+        count[mode] += len(chunk)
+        if mode or batch == 1:
+            lat += [r.latency_ms for r in got if r is not None]
         if time.perf_counter() > deadline:
             break
-    dt = time.perf_counter() - t
+    m = int(batch > 1)
     out = {
-        "rate": done / dt,
-        "done": done,
+        "rate": count[m] / spent[m] if spent[m] else 0.0,
+        "one_rate": count[0] / spent[0] if spent[0] else 0.0,
+        "done": count[m],
+        "capped": sum(count) < len(timed),
         "users": n_users,
         "k": engine.settings.k,
         "backend": engine.index.backend,
@@ -98,6 +127,7 @@ def _timed_run(
         "rss_catalogue": rss_loaded - rss0,
         "peak": rss_mb(),
         "train": train,
+        "ranked_together": len(lat) / ranked[0] if ranked[0] else 1.0,
     }
     engine.index.close()
     del engine, warm, timed
@@ -112,8 +142,14 @@ def bench_engine(
     seconds: float,
     seed: int = 0,
     sequential: bool = True,
+    batch: int = 32,
 ) -> tuple[list[Row], dict[int, float]]:
     """Events/s of ``Engine.on_event`` (a fresh top-k per event) at each catalogue size.
+
+    With ``batch`` > 1, each size runs again on the same catalogue and events, alternate
+    chunks of ``batch`` events going through ``Engine.on_events`` as micro-batches (what a
+    worker's adaptive batch reaches under load; one event when idle) and one at a time, so
+    the two rates compare side by side under the same load.
 
     Per size: the catalogue is loaded (timed separately), ``warmup`` events are learned without
     ranking (so users have histories and items have co-counts), then up to ``events`` events are
@@ -146,6 +182,25 @@ def bench_engine(
             )
         )
         print(f"  engine {n}: {rows[-1].figure}", file=sys.stderr, flush=True)
+        if batch > 1:
+            b = _timed_run(n, events, warmup, seconds, seed, batch=batch)
+            rows.append(
+                Row(
+                    "engine",
+                    f"embedded engine, {n:,} videos, fresh top-{b['k']} per event, "
+                    f"micro-batches of {batch}",
+                    f"{b['rate']:,.0f} events/s",
+                    f"x{b['rate'] / b['one_rate']:.2f} one at a time ({b['one_rate']:,.0f} "
+                    f"events/s) on alternate chunks of the same run; {b['done']} events timed "
+                    f"{'(time cap) ' if b['capped'] else ''}in micro-batches, "
+                    f"{b['ranked_together']:.1f} users ranked together on average (a batch "
+                    f"splits before a user's second event); p50/p99 {b['p50']:.2f}/"
+                    f"{b['p99']:.2f} ms from the start of the event's batch",
+                    target,
+                    met if met is None else b["rate"] >= (3000 if n == 10_000 else 1000),
+                )
+            )
+            print(f"  engine {n} batched: {rows[-1].figure}", file=sys.stderr, flush=True)
         if sequential and n == 10_000:
             s = _timed_run(n, events, warmup, seconds, seed, seq_enabled=True)
             grow = s["p99"] - r["p99"]

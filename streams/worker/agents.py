@@ -197,7 +197,9 @@ def register_agents(
     but the users table's changelog records and the agent's outputs are separate records that
     the broker can receive in any order):
 
-    1. the engine handles each event; snapshots (each with its event's outputs) are staged;
+    1. the engine handles the batch's events (``adapter.on_user_records``: one engine call that
+       learns each event in order and ranks the batch's users together); snapshots (each with
+       its events' outputs) are staged;
     2. flush: the previous batch's outputs are delivered, so its outboxes may be replaced;
     3. the snapshots go to the table, and the agent waits until the broker has them;
     4. the outputs are sent.
@@ -227,16 +229,17 @@ def register_agents(
 
     staged = StagedTable(table if table is not None else {})
 
+    def at_partition(meta: Meta) -> None:
+        staged.partition = meta.partition
+
     async def learn_and_recommend(stream: Any) -> None:
         if ready is not None:
             await ready.wait()
         async for events in stream.take_events(event_batch, within=event_within_s):
             adapter.begin_batch()
             try:
-                outs: list[Out] = []
-                for event in events:
-                    staged.partition = event.message.partition
-                    outs += adapter.on_user_record(event.key, event.value, meta_of(event), staged)
+                records = [(e.key, e.value, meta_of(e)) for e in events]
+                outs = adapter.on_user_records(records, staged, at_partition)
             finally:
                 adapter.end_batch()
             await flush_all()
