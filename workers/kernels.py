@@ -1,0 +1,251 @@
+"""Compiled (numba) kernels for the per-event path: co-occurrence scoring and merging, top-k.
+
+An event touches a few hundred array entries in a dozen small steps; in numpy each step is a
+call that costs more than its arithmetic (the profile of issue 14: about 40 calls, none above
+8 % of an event). A kernel does one step's loop in one call. Each kernel keeps the numpy
+code's arithmetic and summation order, so its outputs equal the numpy reference's (the tests
+compare them); where numpy leaves a choice open (which of equal values ``argpartition`` keeps)
+the kernel makes a fixed one.
+
+``cache=True``: compiled code is written next to this file and reused by the next process, so a
+worker pays about half a second to load it once, not the compile (seconds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# -- co-occurrence rows in one arena ---------------------------------------------------------
+# Row ``a`` is ``keys[start[a] : start[a] + length[a]]`` (neighbour ids, ascending) and the
+# same slice of ``vals`` (counts); ``room[a]`` entries are reserved for it. A row that outgrows
+# its room moves to the end of the arena (``used``) with twice the room, and the old place is
+# dead until the owner compacts.
+
+
+@njit(cache=True)
+def cooc_score(hist, mult, start, length, keys, vals, total, shrink, acc, mark):  # noqa: PLR0913
+    """Scores of a history: ``sum_pos mult[pos] * C[a][b] / (sqrt(T[a] T[b]) + shrink)``.
+
+    ``hist``: the history's items with a row (most recent first), ``mult`` their weights.
+    ``acc``/``mark``: zeroed scratch over all neighbour ids, left zeroed. Returns (items
+    ascending, scores), summed in the order numpy's ``bincount`` sums them.
+    """
+    n_total = total.shape[0]
+    n_out = 0
+    cap = 0
+    for p in range(hist.shape[0]):
+        cap += length[hist[p]]
+    out_keys = np.empty(cap, dtype=np.int64)
+    for p in range(hist.shape[0]):
+        a = hist[p]
+        s0 = start[a]
+        ta = total[a]
+        m = mult[p]
+        for j in range(s0, s0 + length[a]):
+            b = keys[j]
+            v = vals[j]
+            tb = total[b] if b < n_total else v
+            if tb < v:
+                tb = v
+            if mark[b] == 0:
+                mark[b] = 1
+                out_keys[n_out] = b
+                n_out += 1
+            acc[b] += v / (np.sqrt(ta * tb) + shrink) * m
+    ks = np.sort(out_keys[:n_out])
+    out_vals = np.empty(n_out, dtype=np.float64)
+    for i in range(n_out):
+        b = ks[i]
+        out_vals[i] = acc[b]
+        acc[b] = 0.0
+        mark[b] = 0
+    return ks, out_vals
+
+
+@njit(cache=True)
+def _keep_top(k, v, n, topk):
+    """Keep the ``topk`` largest counts of a row (in key order); ties go to the smaller key."""
+    thr = np.partition(-v[:n], topk - 1)[topk - 1]
+    above = 0
+    for i in range(n):
+        if -v[i] < thr:
+            above += 1
+    ties = topk - above
+    c = 0
+    for i in range(n):
+        keep = -v[i] < thr
+        if not keep and -v[i] == thr and ties > 0:
+            keep = True
+            ties -= 1
+        if keep:
+            k[c] = k[i]
+            v[c] = v[i]
+            c += 1
+    return c
+
+
+@njit(cache=True)
+def cooc_merge(rows, bs, incs, order, total, start, length, room, keys, vals, used, topk):  # noqa: PLR0913
+    """Add increments ``incs[q]`` to ``C[rows[q]][bs[q]]`` and to the row totals.
+
+    ``order`` sorts the increments by (row, neighbour), stably. Per row, as ``CoOccurrence``'s
+    numpy merge did: a (row, neighbour)'s increments are summed in their order; a matched
+    entry gains the sum and leaves when it falls to about zero; an unmatched one joins when
+    positive; past ``2 * topk`` entries the ``topk`` strongest stay. The arena must have room
+    for every touched row to move (``2 * topk`` entries each). Returns (new ``used``, entries
+    left dead, change in the number of non-empty rows).
+    """
+    n = rows.shape[0]
+    for q in range(n):  # in the given order: the clamp at zero is per increment
+        a = rows[q]
+        t = total[a] + incs[q]
+        total[a] = t if t > 0.0 else 0.0
+    dead = 0
+    d_rows = 0
+    i = 0
+    while i < n:
+        a = rows[order[i]]
+        e = i
+        while e < n and rows[order[e]] == a:
+            e += 1
+        s0 = start[a]
+        ln = length[a]
+        cap = ln + (e - i)
+        nk = np.empty(cap, dtype=np.int32)
+        nv = np.empty(cap, dtype=np.float64)
+        c = 0
+        p = s0
+        end = s0 + ln
+        q = i
+        while q < e:
+            b = bs[order[q]]
+            add = incs[order[q]]
+            q += 1
+            while q < e and bs[order[q]] == b:
+                add += incs[order[q]]
+                q += 1
+            tol = 1e-12 * max(1.0, abs(add))
+            while p < end and keys[p] < b:
+                nk[c] = keys[p]
+                nv[c] = vals[p]
+                c += 1
+                p += 1
+            if p < end and keys[p] == b:
+                v = vals[p] + add
+                p += 1
+                if v > tol:
+                    nk[c] = b
+                    nv[c] = v
+                    c += 1
+            elif add > tol:
+                nk[c] = b
+                nv[c] = add
+                c += 1
+        while p < end:
+            nk[c] = keys[p]
+            nv[c] = vals[p]
+            c += 1
+            p += 1
+        if c > 2 * topk:
+            c = _keep_top(nk, nv, c, topk)
+        if c > room[a]:
+            dead += room[a]
+            r = min(max(4, 2 * c), 2 * topk)
+            start[a] = used
+            room[a] = r
+            used += r
+        s0 = start[a]
+        for j in range(c):
+            keys[s0 + j] = nk[j]
+            vals[s0 + j] = nv[j]
+        if ln == 0 and c > 0:
+            d_rows += 1
+        elif ln > 0 and c == 0:
+            d_rows -= 1
+        length[a] = c
+        i = e
+    return used, dead, d_rows
+
+
+@njit(cache=True)
+def cooc_compact(start, length, room, keys, vals, new_cap):
+    """Copy the live rows into fresh arrays of ``new_cap`` entries, in row order."""
+    nk = np.zeros(new_cap, dtype=np.int32)
+    nv = np.zeros(new_cap, dtype=np.float64)
+    used = 0
+    for a in range(start.shape[0]):
+        r = room[a]
+        if r == 0:
+            continue
+        if length[a] == 0:
+            room[a] = 0
+            start[a] = 0
+            continue
+        s0 = start[a]
+        for j in range(length[a]):
+            nk[used + j] = keys[s0 + j]
+            nv[used + j] = vals[s0 + j]
+        start[a] = used
+        used += r
+    return nk, nv, used
+
+
+# -- top-k selection -------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def top_finite(scores, n):
+    """Positions of the ``n`` largest finite scores (fewer when fewer are finite), unordered.
+
+    ``np.argpartition`` followed by dropping the non-finite picks, with an ``n``-slot heap;
+    among equal scores the earlier position wins. As with numpy, NaN and +inf rank above every
+    number, so each takes (and wastes) a slot.
+    """
+    m = scores.shape[0]
+    if n > m:
+        n = m
+    for i in range(m):
+        s = scores[i]
+        if not np.isfinite(s) and not s < 0:
+            n -= 1
+    if n < 0:
+        n = 0
+    hv = np.empty(max(n, 1), dtype=scores.dtype)
+    hi = np.empty(max(n, 1), dtype=np.int64)
+    size = 0
+    for i in range(m):
+        s = scores[i]
+        if not np.isfinite(s):
+            continue
+        if size < n:
+            # sift up into a min-heap ordered by (score, -position)
+            j = size
+            size += 1
+            while j > 0:
+                par = (j - 1) // 2
+                if hv[par] < s or (hv[par] == s and hi[par] > i):
+                    break
+                hv[j] = hv[par]
+                hi[j] = hi[par]
+                j = par
+            hv[j] = s
+            hi[j] = i
+        elif n > 0 and s > hv[0]:
+            j = 0
+            while True:
+                lc = 2 * j + 1
+                if lc >= size:
+                    break
+                rc = lc + 1
+                c = lc
+                if rc < size and (hv[rc] < hv[lc] or (hv[rc] == hv[lc] and hi[rc] > hi[lc])):
+                    c = rc
+                if hv[c] > s or (hv[c] == s and hi[c] < i):
+                    break
+                hv[j] = hv[c]
+                hi[j] = hi[c]
+                j = c
+            hv[j] = s
+            hi[j] = i
+    return hi[:size].copy()
