@@ -14,6 +14,7 @@ from ref_cooc import CoOccurrence as NumpyCoOccurrence
 from workers import kernels
 from workers.cooc import CoOccurrence
 from workers.models import Observation
+from workers.ranker import FEATURES, RankerConfig, featurise
 
 
 def _rows(model: CoOccurrence | NumpyCoOccurrence) -> dict[int, dict[int, float]]:
@@ -171,3 +172,86 @@ def test_top_finite_equals_argpartition(dtype) -> None:
     ties = np.array([1.0, 2.0, 2.0, 2.0, 0.5], dtype=dtype)
     assert sorted(kernels.top_finite(ties, 2).tolist()) == [1, 2]  # the earlier of equals
     assert kernels.top_finite(np.full(4, -np.inf, dtype=dtype), 3).shape == (0,)
+
+
+def _featurise_numpy(items, *, now, cooc, profile, vectors, published_at, mf, popular, cfg, seq):
+    """``workers.ranker.featurise`` as it was in numpy (the reference)."""
+    n = len(items)
+    f = np.zeros((n, len(FEATURES)), dtype=np.float32)
+    if n == 0:
+        return f
+    keys, vals = cooc
+    if len(keys):
+        pos = np.minimum(np.searchsorted(keys, items), len(keys) - 1)
+        f[:, 0] = np.where(keys[pos] == items, vals[pos], 0.0)
+    if profile is not None:
+        f[:, 1] = vectors[items] @ profile
+    f[:, 2] = np.tanh(mf)
+    f[:, 3] = popular
+    age = np.maximum(0.0, now - published_at[items])
+    f[:, 4] = np.exp2(-age / cfg.recent_half_life_s)
+    fresh = age < cfg.fresh_s
+    f[:, 5] = fresh * np.maximum(f[:, 1], 0.0)
+    f[:, 6] = popular * np.maximum(f[:, 1], 0.0)
+    if seq is not None:
+        f[:, 7] = seq
+    return f
+
+
+@pytest.mark.parametrize("n_items", [0, 1, 37, 400])
+@pytest.mark.parametrize("with_profile", [True, False])
+@pytest.mark.parametrize("with_seq", [True, False])
+def test_featurise_equals_the_numpy_reference(n_items, with_profile, with_seq) -> None:
+    rng = np.random.default_rng(n_items + 2 * with_profile + with_seq)
+    cat, d = 2000, 384
+    vectors = rng.standard_normal((cat, d)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[rng.integers(0, cat, 100)] = 0.0  # videos without content
+    published_at = rng.uniform(0, 30 * 86400.0, cat)
+    items = np.sort(rng.choice(cat, n_items, replace=False)).astype(np.int64)
+    keys = np.unique(rng.integers(0, cat, 300)).astype(np.int64)
+    cooc = (keys, rng.exponential(1.0, len(keys)))
+    profile = vectors[rng.integers(0, cat, 5)].mean(axis=0) if with_profile else None
+    kw = dict(
+        now=25 * 86400.0,
+        cooc=cooc,
+        profile=profile,
+        vectors=vectors,
+        published_at=published_at,
+        mf=rng.standard_normal(n_items).astype(np.float32) * 3,
+        popular=rng.uniform(0, 1, n_items).astype(np.float32),
+        cfg=RankerConfig(),
+        seq=rng.standard_normal(n_items).astype(np.float32) if with_seq else None,
+    )
+    got, want = featurise(items, **kw), _featurise_numpy(items, **kw)
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-7)
+    exact = [0, 3, 7]  # copied values: no arithmetic, so bit-equal
+    np.testing.assert_array_equal(got[:, exact], want[:, exact])
+    # unsorted items (the fusion rows ask in list order) and no co-occurrence at all
+    shuffled = rng.permutation(items)
+    kw2 = {**kw, "mf": kw["mf"][: len(shuffled)]}
+    np.testing.assert_allclose(
+        featurise(shuffled, **{**kw2, "cooc": (keys[:0], cooc[1][:0])}),
+        _featurise_numpy(shuffled, **{**kw2, "cooc": (keys[:0], cooc[1][:0])}),
+        rtol=2e-6,
+        atol=2e-7,
+    )
+
+
+def test_factor_top_items_equal_argpartition() -> None:
+    from workers.factors import Factors
+
+    rng = np.random.default_rng(2)
+    f = Factors(dim=32, content_dim=0)
+    for i in range(3000):
+        if i % 7:  # some never added: unknown, never returned
+            f.add_item(i, key=i)
+    f.users["u"] = rng.standard_normal(32).astype(np.float32)
+    for n_items, n in [(3000, 50), (10, 50), (0, 5), (1, 1)]:
+        scores = f.items[:n_items] @ f.users["u"] + f.bias[:n_items]
+        scores = np.where(f._known[:n_items], scores, -np.inf)
+        want = _reference_top(scores, n)
+        assert set(f.top_items("u", n, n_items).tolist()) == want
+        assert {i for i, _ in f.top("u", n, n_items)} == want
+    assert f.top_items("nobody", 5, 3000).shape == (0,)

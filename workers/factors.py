@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from workers import kernels
 from workers.models import Observation
 
 ItemDelta = tuple[int, np.ndarray, float]  # (item index, factor gradient, bias gradient)
@@ -222,9 +223,8 @@ class Factors:
             return []
         scores = self.items[:n_items] @ u + self.bias[:n_items]
         scores = np.where(self._known[:n_items], scores, -np.inf)
-        n = min(n, n_items)
-        top = np.argpartition(-scores, n - 1)[:n]
-        return [(int(i), float(scores[i])) for i in top if np.isfinite(scores[i])]
+        top = kernels.top_finite(scores, n)
+        return [(int(i), float(scores[i])) for i in top]
 
     def top_items(self, user: Hashable, n: int, n_items: int) -> np.ndarray:
         """Indices of ``top``'s items, as an array."""
@@ -233,9 +233,7 @@ class Factors:
             return np.zeros(0, dtype=np.int64)
         scores = self.items[:n_items] @ u + self.bias[:n_items]
         scores = np.where(self._known[:n_items], scores, -np.inf)
-        n = min(n, n_items)
-        top = np.argpartition(-scores, n - 1)[:n]
-        return top[np.isfinite(scores[top])].astype(np.int64)
+        return kernels.top_finite(scores, n)  # one pass: argpartition costs more at 10k
 
     def forget_user(self, user: Hashable) -> bool:
         return self.users.pop(user, None) is not None

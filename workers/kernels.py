@@ -249,3 +249,56 @@ def top_finite(scores, n):
             hv[j] = s
             hi[j] = i
     return hi[:size].copy()
+
+
+# -- ranking features ------------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath=True)
+def _dot(vectors, row, profile):
+    """One content similarity (float32, reassociated: equal to BLAS up to rounding)."""
+    acc = np.float32(0.0)
+    for j in range(profile.shape[0]):
+        acc += vectors[row, j] * profile[j]
+    return acc
+
+
+@njit(cache=True)
+def features(  # noqa: PLR0913
+    items, keys, vals, profile, vectors, published_at, mf, popular, seq, now, half_life, fresh_s
+):
+    """``workers.ranker.featurise``'s matrix in one pass over the candidates (see there).
+
+    ``profile`` or ``seq`` of length 0: none (their columns stay 0).
+    """
+    n = items.shape[0]
+    nk = keys.shape[0]
+    out = np.zeros((n, 8), dtype=np.float32)
+    has_profile = profile.shape[0] > 0
+    has_seq = seq.shape[0] > 0
+    for i in range(n):
+        it = items[i]
+        if nk > 0:
+            p = np.searchsorted(keys, it)
+            if p >= nk:
+                p = nk - 1
+            if keys[p] == it:
+                out[i, 0] = vals[p]
+        c = np.float32(0.0)
+        if has_profile:
+            c = _dot(vectors, it, profile)
+            out[i, 1] = c
+        out[i, 2] = np.tanh(mf[i])
+        out[i, 3] = popular[i]
+        age = now - published_at[it]
+        if age < 0.0:
+            age = 0.0
+        out[i, 4] = np.exp2(-age / half_life)
+        if c < 0:
+            c = np.float32(0.0)
+        if age < fresh_s:
+            out[i, 5] = c
+        out[i, 6] = popular[i] * c
+        if has_seq:
+            out[i, 7] = seq[i]
+    return out

@@ -21,8 +21,11 @@ from typing import Any
 import numpy as np
 from river import linear_model, optim, preprocessing
 
+from workers import kernels
+
 FEATURES = ("cooc", "content", "mf", "popular", "recent", "fresh_content", "pop_content", "seq")
 SOURCES = ("cooc", "content", "mf", "popular", "seq")
+_NONE = np.zeros(0, dtype=np.float32)  # a profile or sequential score that is not there
 
 # Starting weights: behaviour first, content as a tie-breaker, freshness as a nudge. Learning
 # moves them; these only matter for the first few hundred events.
@@ -229,28 +232,25 @@ def featurise(
     """Feature matrix (n, len(FEATURES)) of ``items`` for one user at time ``now``.
 
     ``cooc`` is the user's co-occurrence scores as (sorted items, scores); ``seq`` the
-    sequential model's scores of ``items`` (None: the model is off).
+    sequential model's scores of ``items`` (None: the model is off). One compiled pass
+    (``workers.kernels.features``): in numpy it was a dozen calls over a few hundred rows,
+    each costing more than its arithmetic.
     """
-    n = len(items)
-    f = np.zeros((n, len(FEATURES)), dtype=np.float32)
-    if n == 0:
-        return f
     keys, vals = cooc
-    if len(keys):
-        pos = np.minimum(np.searchsorted(keys, items), len(keys) - 1)
-        f[:, 0] = np.where(keys[pos] == items, vals[pos], 0.0)
-    if profile is not None:
-        f[:, 1] = vectors[items] @ profile
-    f[:, 2] = np.tanh(mf)
-    f[:, 3] = popular
-    age = np.maximum(0.0, now - published_at[items])
-    f[:, 4] = np.exp2(-age / cfg.recent_half_life_s)
-    fresh = age < cfg.fresh_s
-    f[:, 5] = fresh * np.maximum(f[:, 1], 0.0)
-    f[:, 6] = popular * np.maximum(f[:, 1], 0.0)
-    if seq is not None:
-        f[:, 7] = seq
-    return f
+    return kernels.features(
+        np.asarray(items, dtype=np.int64),
+        np.asarray(keys, dtype=np.int64),
+        np.asarray(vals, dtype=np.float64),
+        _NONE if profile is None else np.asarray(profile, dtype=np.float32),
+        vectors,
+        published_at,
+        np.asarray(mf, dtype=np.float32),
+        np.asarray(popular, dtype=np.float32),
+        _NONE if seq is None else np.asarray(seq, dtype=np.float32),
+        float(now),
+        float(cfg.recent_half_life_s),
+        float(cfg.fresh_s),
+    )
 
 
 def sources_of(feats: np.ndarray) -> np.ndarray:
