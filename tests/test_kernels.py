@@ -255,3 +255,124 @@ def test_factor_top_items_equal_argpartition() -> None:
         assert set(f.top_items("u", n, n_items).tolist()) == want
         assert {i for i, _ in f.top("u", n, n_items)} == want
     assert f.top_items("nobody", 5, 3000).shape == (0,)
+
+
+def _fuse_numpy(items, feats, fusion, k, cfg, fresh):
+    """``workers.ranker.fuse_and_rank``'s order as it was in numpy and lists (the reference)."""
+    scores = fusion.score(feats)
+    order = np.argsort(-scores, kind="stable")
+    top = list(order[:k])
+    if cfg.fresh_slots > 0 and "content" in cfg.sources:
+        window = min(cfg.slot_window, k)
+        have = sum(bool(fresh[i]) for i in top[:window])
+        if have < cfg.fresh_slots:
+            in_top = set(top[:window])
+            by_content = np.argsort(-feats[:, 1], kind="stable")
+            eligible = by_content[
+                fresh[by_content] & (feats[by_content, 1] >= cfg.fresh_min_content)
+            ]
+            extra = [int(i) for i in eligible if i not in in_top][: cfg.fresh_slots - have]
+            if extra:
+                rest = [i for i in top if i not in extra]
+                head = rest[: window - len(extra)]
+                top = head + extra + [i for i in rest if i not in head]
+                top = top[:k]
+    return np.array(top, dtype=np.int64)
+
+
+@pytest.mark.parametrize("slots", [0, 2, 5, 12])
+def test_fuse_and_rank_equals_the_numpy_reference(slots: int) -> None:
+    from workers.ranker import Fusion, fuse_and_rank
+
+    rng = np.random.default_rng(slots)
+    fusion = Fusion()
+    for n, k in [(0, 20), (1, 20), (5, 3), (300, 20), (300, 100), (40, 40)]:
+        for trial in range(20):
+            cfg = RankerConfig(fresh_slots=slots, slot_window=10 if trial % 2 else 3)
+            feats = rng.uniform(-1, 1, (n, len(FEATURES))).astype(np.float32)
+            feats[:, :2] = np.round(feats[:, :2], 1)  # ties in score and content
+            fresh = rng.uniform(0, 1, n) < (0.05 if trial % 3 else 0.5)
+            items = rng.permutation(5000)[:n].astype(np.int64)
+            ranked = fuse_and_rank(items, feats, fusion, k, cfg, fresh)
+            want = _fuse_numpy(items, feats, fusion, k, cfg, fresh)
+            np.testing.assert_array_equal(ranked.items, items[want])
+            np.testing.assert_array_equal(ranked.fresh, fresh[want])
+            np.testing.assert_array_equal(ranked.scores, fusion.score(feats)[want])
+    no_content = RankerConfig(sources=("cooc", "mf"), fresh_slots=2)
+    fresh = np.ones(50, dtype=bool)
+    feats = rng.uniform(0, 1, (50, len(FEATURES))).astype(np.float32)
+    ranked = fuse_and_rank(np.arange(50), feats, fusion, 10, no_content, fresh)
+    np.testing.assert_array_equal(
+        ranked.items, _fuse_numpy(np.arange(50), feats, fusion, 10, no_content, fresh)
+    )
+
+
+def test_content_profile_equals_the_numpy_reference() -> None:
+    from workers.ranker import content_profile
+
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((500, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    has = rng.uniform(0, 1, 500) > 0.2
+    vectors[~has] = 0.0
+    for length in (1, 3, 20):
+        hist = [
+            (int(i), 0.0, float(w))
+            for i, w in zip(rng.integers(0, 500, 30), rng.choice([0.5, 1, 3, 5], 30), strict=True)
+        ]
+        got = content_profile(vectors, has, hist, length, 0.7)
+        idx = [h[0] for h in hist[:length]]
+        w = np.array([0.7**p * min(h[2], 3.0) for p, h in enumerate(hist[:length])], np.float32)
+        w *= has[idx]
+        if not w.any():
+            assert got is None
+            continue
+        prof = w @ vectors[idx]
+        np.testing.assert_allclose(got, prof / float(np.linalg.norm(prof)), rtol=1e-5, atol=1e-6)
+        assert got.dtype == np.float32
+    assert content_profile(vectors, has, [], 20, 0.7) is None
+    none = int(np.flatnonzero(~has)[0])
+    assert content_profile(vectors, has, [(none, 0.0, 1.0)], 20, 0.7) is None
+
+
+def test_factor_scores_and_popularity_equal_numpy() -> None:
+    from workers.factors import Factors
+    from workers.popularity import Popularity
+
+    rng = np.random.default_rng(8)
+    f = Factors(dim=32, content_dim=0)
+    for i in range(200):
+        f.add_item(i, key=i)
+    f.bias[:200] = rng.standard_normal(200).astype(np.float32)
+    f.users["u"] = rng.standard_normal(32).astype(np.float32)
+    items = np.array([0, 5, 199, 250, 10_000, 7], dtype=np.int64)  # some past the matrix
+    want = np.zeros(len(items), np.float32)
+    ok = items < len(f.items)
+    want[ok] = f.items[items[ok]] @ f.users["u"] + f.bias[items[ok]]
+    np.testing.assert_allclose(f.score_user("u", items), want, rtol=1e-5, atol=1e-6)
+    assert f.score_user("u", items[:0]).shape == (0,)
+
+    pop = Popularity(86400.0)
+    pop.apply_many((int(i), 1.0, 1000.0 + t) for t, i in enumerate(rng.zipf(1.5, 500) % 300))
+    pop.subtract_many([(3, 50.0, 2000.0)])  # a negative count reads as 0
+    items = np.array([0, 3, 1, 299, 400, 7], dtype=np.int64)
+    ok = items < len(pop.counts)
+    ref = pop._ref()
+    want = np.zeros(len(items), np.float32)
+    c = np.maximum(pop.counts[items[ok]], 0.0)
+    want[ok] = np.log1p(c / ref) / np.log1p(float(pop.counts.max()) / ref)
+    np.testing.assert_allclose(pop.normalised(items), want, rtol=1e-6)
+
+
+def test_mark_seen_keeps_a_sorted_distinct_set() -> None:
+    from workers.users import UserState
+
+    st = UserState()
+    rng = np.random.default_rng(9)
+    want: set[int] = set()
+    for i in rng.integers(0, 300, 400).tolist():
+        st.ledger.append(i, 0.0, 1.0, 10_000)
+        st.mark_seen(i, 10_000)
+        want.add(i)
+        assert st.seen.dtype == np.int32
+    assert st.seen.tolist() == sorted(want)

@@ -67,6 +67,7 @@ class CoOccurrence:
         self.backward = backward
         self.shrink = shrink
         self.clock = DecayClock(half_life_s)
+        kernels.warm()  # load the compiled kernels at start, not on the first event
         # the rows, in one arena (see ``workers.kernels``): row a is keys/vals[start[a]:+length[a]]
         self._keys = np.zeros(0, dtype=np.int32)
         self._vals = np.zeros(0, dtype=np.float64)

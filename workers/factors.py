@@ -81,6 +81,7 @@ class Factors:
         self.bias = np.zeros(0, dtype=np.float32)
         self._known = np.zeros(0, dtype=bool)
         self.users: dict[Hashable, np.ndarray] = {}
+        kernels.warm()  # load the compiled kernels at start, not on the first event
 
     # -- items ------------------------------------------------------------------------------
     def _grow(self, n: int) -> None:
@@ -210,11 +211,7 @@ class Factors:
         items = np.asarray(items, dtype=np.int64)
         if u is None or len(items) == 0:
             return np.zeros(len(items), dtype=np.float32)
-        ok = items < len(self.items)
-        out = np.zeros(len(items), dtype=np.float32)
-        idx = items[ok]
-        out[ok] = self.items[idx] @ u + self.bias[idx]
-        return out
+        return kernels.factor_scores(items, self.items, self.bias, u)
 
     def top(self, user: Hashable, n: int, n_items: int) -> list[tuple[int, float]]:
         """The ``n`` best of the first ``n_items`` items for ``user`` (empty for an unseen user)."""

@@ -302,3 +302,150 @@ def features(  # noqa: PLR0913
         if has_seq:
             out[i, 7] = seq[i]
     return out
+
+
+@njit(cache=True)
+def profile_of(rows, weights, vectors):
+    """``weights @ vectors[rows]``, L2-normalised (float32; None-like empty when zero)."""
+    d = vectors.shape[1]
+    prof = np.zeros(d, dtype=np.float32)
+    for p in range(rows.shape[0]):
+        w = weights[p]
+        if w == 0:
+            continue
+        r = rows[p]
+        for j in range(d):
+            prof[j] += w * vectors[r, j]
+    norm = 0.0
+    for j in range(d):
+        norm += float(prof[j]) * float(prof[j])
+    norm = np.sqrt(norm)
+    if norm > 0:
+        return prof / np.float32(norm)
+    return prof[:0]
+
+
+@njit(cache=True)
+def fused_order(scores, content, fresh, k, slots, window, min_content):  # noqa: PLR0913
+    """Positions of ``workers.ranker.fuse_and_rank``'s list, best first (see there).
+
+    ``slots``: places of the first ``window`` kept for fresh candidates (0: none).
+    """
+    order = np.argsort(-scores, kind="mergesort")
+    kk = min(k, order.shape[0])
+    top = order[:kk].copy()
+    if slots <= 0:
+        return top
+    w = min(window, kk)
+    have = 0
+    for i in range(w):
+        if fresh[top[i]]:
+            have += 1
+    if have >= slots:
+        return top
+    need = slots - have
+    extra = np.empty(need, dtype=np.int64)
+    ne = 0
+    by_content = np.argsort(-content, kind="mergesort")
+    for j in by_content:
+        if ne == need:
+            break
+        if not fresh[j] or not content[j] >= min_content:
+            continue
+        in_head = False
+        for i in range(w):
+            if top[i] == j:
+                in_head = True
+                break
+        if not in_head:
+            extra[ne] = j
+            ne += 1
+    if ne == 0:
+        return top
+    rest = np.empty(kk, dtype=np.int64)
+    nr = 0
+    for t in top:
+        taken = False
+        for q in range(ne):
+            if extra[q] == t:
+                taken = True
+                break
+        if not taken:
+            rest[nr] = t
+            nr += 1
+    n_head = window - ne  # Python's ``rest[: w - ne]``, a negative end included
+    n_head = min(n_head, nr) if n_head >= 0 else max(nr + n_head, 0)
+    out = np.empty(min(nr + ne, k), dtype=np.int64)
+    c = 0
+    for i in range(n_head):
+        out[c] = rest[i]
+        c += 1
+    for i in range(ne):
+        if c < out.shape[0]:
+            out[c] = extra[i]
+            c += 1
+    for i in range(n_head, nr):
+        if c < out.shape[0]:
+            out[c] = rest[i]
+            c += 1
+    return out
+
+
+@njit(cache=True, fastmath=True)
+def factor_scores(items, factors, bias, u):
+    """``factors[items] @ u + bias[items]`` (0 for items past the matrix), float32."""
+    n = items.shape[0]
+    out = np.zeros(n, dtype=np.float32)
+    for i in range(n):
+        it = items[i]
+        if it < factors.shape[0]:
+            acc = np.float32(0.0)
+            for j in range(u.shape[0]):
+                acc += factors[it, j] * u[j]
+            out[i] = acc + bias[it]
+    return out
+
+
+@njit(cache=True)
+def log_popularity(items, counts, top, ref):
+    """``log1p(max(counts[items], 0) / ref) / log1p(top / ref)`` (0 past ``counts``)."""
+    n = items.shape[0]
+    out = np.zeros(n, dtype=np.float32)
+    den = np.log1p(top / ref)
+    for i in range(n):
+        it = items[i]
+        if it < counts.shape[0]:
+            c = counts[it]
+            out[i] = np.log1p((c if c > 0.0 else 0.0) / ref) / den
+    return out
+
+
+_warm = False
+
+
+def warm() -> None:
+    """Load every kernel now (from the cache: about half a second, once per process).
+
+    Called when a model is built, so that a worker pays at start rather than on its first
+    ranked event (a bench's first timed event, a user's first list). The argument types are
+    the ones the models pass: another type would load (or compile) another version.
+    """
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    i64, i32, f64, f32 = np.int64, np.int32, np.float64, np.float32
+    rows = np.zeros(1, dtype=i64)
+    start, length, room = np.zeros(1, i64), np.zeros(1, i32), np.zeros(1, i32)
+    keys, vals, total = np.zeros(8, i32), np.zeros(8, f64), np.zeros(1, f64)
+    cooc_merge(rows, rows, np.ones(1, f64), rows, total, start, length, room, keys, vals, 0, 2)
+    cooc_score(rows, np.ones(1, f64), start, length, keys, vals, total, 1.0,
+               np.zeros(1, f64), np.zeros(1, np.uint8))  # fmt: skip
+    cooc_compact(start, length, room, keys, vals, 8)
+    top_finite(np.zeros(1, f32), 1)
+    vectors, v32 = np.zeros((1, 4), f32), np.zeros(1, f32)
+    features(rows, rows, vals[:1], v32[:0], vectors, total, v32, v32, v32, 0.0, 1.0, 1.0)
+    profile_of(rows, np.ones(1, f32), vectors)
+    fused_order(v32, v32, np.zeros(1, np.bool_), 1, 1, 1, 0.0)
+    factor_scores(rows, vectors, v32, np.zeros(4, f32))
+    log_popularity(rows, total, 1.0, 1.0)

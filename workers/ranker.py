@@ -211,9 +211,8 @@ def content_profile(
     w *= has_content[idx]
     if not np.any(w):
         return None
-    prof = w @ vectors[idx]
-    norm = float(np.linalg.norm(prof))
-    return prof / norm if norm > 0 else None
+    prof = kernels.profile_of(np.array(idx, dtype=np.int64), w, vectors)
+    return prof if len(prof) else None
 
 
 def featurise(
@@ -272,24 +271,14 @@ def fuse_and_rank(
     has watched, whose only way to a user is their content.
     """
     scores = fusion.score(feats)
-    order = np.argsort(-scores, kind="stable")
-    top = list(order[:k])
-    if cfg.fresh_slots > 0 and "content" in cfg.sources:
-        window = min(cfg.slot_window, k)
-        have = sum(bool(fresh[i]) for i in top[:window])
-        if have < cfg.fresh_slots:
-            in_top = set(top[:window])
-            # the cold videos closest to the user's taste: by content, the only signal they have
-            # (the fused score would rank them by the behaviour they do not have yet)
-            by_content = np.argsort(-feats[:, 1], kind="stable")
-            eligible = by_content[
-                fresh[by_content] & (feats[by_content, 1] >= cfg.fresh_min_content)
-            ]
-            extra = [int(i) for i in eligible if i not in in_top][: cfg.fresh_slots - have]
-            if extra:
-                rest = [i for i in top if i not in extra]
-                head = rest[: window - len(extra)]
-                top = head + extra + [i for i in rest if i not in head]
-                top = top[:k]
-    top_arr = np.array(top, dtype=np.int64)
+    slots = cfg.fresh_slots if "content" in cfg.sources else 0
+    top_arr = kernels.fused_order(
+        scores,
+        np.ascontiguousarray(feats[:, 1]),
+        np.asarray(fresh, dtype=np.bool_),
+        k,
+        slots,
+        min(cfg.slot_window, k),
+        float(cfg.fresh_min_content),
+    )
     return Ranked(items[top_arr], scores[top_arr], sources_of(feats[top_arr]), fresh[top_arr])
