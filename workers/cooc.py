@@ -115,16 +115,19 @@ class CoOccurrence:
         bs: list[int] = []
         incs: list[float] = []
         clock = self.clock
+        at, factor = None, 1.0  # an event's deltas share one time: one clock reading for them
         for a, b, amount, ts in deltas:
-            if clock.needs_rebase(ts):
-                self._merge_all(rows, bs, incs)
-                rows, bs, incs = [], [], []
-                self._rebase(ts)
+            if ts != at:
+                if clock.needs_rebase(ts):
+                    self._merge_all(rows, bs, incs)
+                    rows, bs, incs = [], [], []
+                    self._rebase(ts)
+                at, factor = ts, clock.factor(ts)
+                if self._last_ts is None or ts > self._last_ts:
+                    self._last_ts = ts
             rows.append(a)
             bs.append(b)
-            incs.append(amount * clock.factor(ts))
-            if self._last_ts is None or ts > self._last_ts:
-                self._last_ts = ts
+            incs.append(amount * factor)
         self._merge_all(rows, bs, incs)
 
     def _merge_all(self, rows: list[int], bs: list[int], incs: list[float]) -> None:

@@ -254,16 +254,7 @@ def top_finite(scores, n):
 # -- ranking features ------------------------------------------------------------------------
 
 
-@njit(cache=True, fastmath=True)
-def _dot(vectors, row, profile):
-    """One content similarity (float32, reassociated: equal to BLAS up to rounding)."""
-    acc = np.float32(0.0)
-    for j in range(profile.shape[0]):
-        acc += vectors[row, j] * profile[j]
-    return acc
-
-
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
 def features(  # noqa: PLR0913
     items, keys, vals, profile, vectors, published_at, mf, popular, seq, now, half_life, fresh_s
 ):
@@ -285,8 +276,9 @@ def features(  # noqa: PLR0913
             if keys[p] == it:
                 out[i, 0] = vals[p]
         c = np.float32(0.0)
-        if has_profile:
-            c = _dot(vectors, it, profile)
+        if has_profile:  # reassociated (vectorised): equal to BLAS up to rounding
+            for j in range(profile.shape[0]):
+                c += vectors[it, j] * profile[j]
             out[i, 1] = c
         out[i, 2] = np.tanh(mf[i])
         out[i, 3] = popular[i]
