@@ -170,7 +170,10 @@ class CoOccurrence:
         if self._used + n <= len(self._keys):
             return
         live = self._used - self._dead
-        cap = max(2 * (live + n), 1024) if self._dead > live // 2 else 2 * (self._used + n)
+        # compact once a fifth is dead, else grow by half: the live arena stays within about
+        # twice its entries (rows reserve up to twice their length), amortised O(1) a move
+        base = live if self._dead > live // 4 else self._used
+        cap = max((3 * (base + n)) // 2, 1024)
         self._keys, self._vals, used = kernels.cooc_compact(
             self._start, self._length, self._room, self._keys, self._vals, cap
         )
