@@ -4,9 +4,10 @@ Users binge: the next video is best predicted by the last few watched, so a new 
 co-counts with the user's recent items only, weighted by how recent each one is (position and
 time gap). Counts decay with a half-life so that yesterday's binge outweighs last month's, and
 each item keeps only its ``topk`` strongest neighbours, so memory is bounded by
-``items * 2 * topk`` entries. A row is two numpy arrays (neighbour ids, sorted, as int32 and
-counts as float64, 12 bytes an entry) rather than a dict (about 100 bytes an entry): the rows
-are most of the item state, and scoring reads them as arrays anyway.
+``items * 2 * topk`` entries. A row is a slice of two arena arrays (neighbour ids, sorted, as
+int32 and counts as float64, 12 bytes an entry) rather than a dict (about 100 bytes an entry):
+the rows are most of the item state, and the compiled kernels that score and update them
+(``workers.kernels``) read one arena, not a dict of small arrays, in one call per event.
 
 The learning step is split in two (``workers.models.OnlineModel``): ``deltas_one``
 is a pure function of one user's history (the user-side step), ``apply_many`` adds deltas to the
@@ -21,11 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from workers import kernels
 from workers.decay import DecayClock
 from workers.models import Observation
 
-_EMPTY_KEYS = np.zeros(0, dtype=np.int32)
-_EMPTY_VALS = np.zeros(0, dtype=np.float64)
 Delta = tuple[int, int, float, float]  # (from item, to item, amount, ts)
 History = Sequence[tuple[int, float, float]]  # (item, ts, weight), most recent first
 
@@ -67,7 +67,18 @@ class CoOccurrence:
         self.backward = backward
         self.shrink = shrink
         self.clock = DecayClock(half_life_s)
-        self._nb: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # a -> (sorted b, counts)
+        kernels.warm()  # load the compiled kernels at start, not on the first event
+        # the rows, in one arena (see ``workers.kernels``): row a is keys/vals[start[a]:+length[a]]
+        self._keys = np.zeros(0, dtype=np.int32)
+        self._vals = np.zeros(0, dtype=np.float64)
+        self._start = np.zeros(0, dtype=np.int64)
+        self._length = np.zeros(0, dtype=np.int32)
+        self._room = np.zeros(0, dtype=np.int32)
+        self._used = 0  # arena entries handed out
+        self._dead = 0  # of which left behind by rows that moved
+        self._n_rows = 0  # non-empty rows
+        self._acc = np.zeros(0, dtype=np.float64)  # scoring scratch, zero between calls
+        self._mark = np.zeros(0, dtype=np.uint8)
         self._total = np.zeros(0, dtype=np.float64)
         self._last_ts: float | None = None
 
@@ -97,92 +108,84 @@ class CoOccurrence:
         """Add co-count increments (the item-side step); negative amounts subtract.
 
         An entry whose count falls to (about) zero is removed, so subtracting exactly what was
-        added leaves no trace. Increments are summed per row first, then merged into each row's
-        arrays in one step.
+        added leaves no trace. Increments are summed per (row, neighbour) first, then merged
+        into the rows by one compiled call (``workers.kernels.cooc_merge``).
         """
-        pending: dict[int, dict[int, float]] = {}
+        rows: list[int] = []
+        bs: list[int] = []
+        incs: list[float] = []
+        clock = self.clock
+        at, factor = None, 1.0  # an event's deltas share one time: one clock reading for them
         for a, b, amount, ts in deltas:
-            if self.clock.needs_rebase(ts):
-                self._merge_all(pending)
-                pending = {}
-                self._rebase(ts)
-            inc = amount * self.clock.factor(ts)
-            if self._last_ts is None or ts > self._last_ts:
-                self._last_ts = ts
-            row = pending.get(a)
-            if row is None:
-                row = pending[a] = {}
-            row[b] = row.get(b, 0.0) + inc
-            if a >= len(self._total):
-                total = np.zeros(max(a + 1, 2 * len(self._total), 64), dtype=np.float64)
-                total[: len(self._total)] = self._total
-                self._total = total
-            self._total[a] = max(0.0, self._total[a] + inc)
-        self._merge_all(pending)
+            if ts != at:
+                if clock.needs_rebase(ts):
+                    self._merge_all(rows, bs, incs)
+                    rows, bs, incs = [], [], []
+                    self._rebase(ts)
+                at, factor = ts, clock.factor(ts)
+                if self._last_ts is None or ts > self._last_ts:
+                    self._last_ts = ts
+            rows.append(a)
+            bs.append(b)
+            incs.append(amount * factor)
+        self._merge_all(rows, bs, incs)
 
-    def _merge_all(self, pending: dict[int, dict[int, float]]) -> None:
-        for a, incs in pending.items():
-            self._merge(a, incs)
+    def _merge_all(self, rows: list[int], bs: list[int], incs: list[float]) -> None:
+        if not rows:
+            return
+        a = np.array(rows, dtype=np.int64)
+        b = np.array(bs, dtype=np.int64)
+        self._grow_rows(int(max(a.max(), b.max())) + 1)
+        self._reserve(len(a) * 2 * self.topk)
+        used, dead, d_rows = kernels.cooc_merge(
+            a,
+            b,
+            np.array(incs, dtype=np.float64),
+            np.lexsort((b, a)),
+            self._total,
+            self._start,
+            self._length,
+            self._room,
+            self._keys,
+            self._vals,
+            self._used,
+            self.topk,
+        )
+        self._used = int(used)
+        self._dead += int(dead)
+        self._n_rows += int(d_rows)
 
-    def _merge(self, a: int, incs: dict[int, float]) -> None:
-        """Add ``incs`` (neighbour -> increment) to row ``a``; drop entries at about zero."""
-        row = self._nb.get(a)
-        if row is not None and len(incs) == 1:
-            # The common case (a recent item gains one neighbour count): scalar numpy access
-            # costs a fraction of the general merge below.
-            ((b, inc),) = incs.items()
-            keys, vals = row
-            p = int(keys.searchsorted(b))
-            tol1 = 1e-12 * max(1.0, abs(inc))
-            if p < len(keys) and keys[p] == b:
-                v = float(vals[p]) + inc
-                if v > tol1:
-                    vals[p] = v
-                    return
-            elif inc > tol1:
-                n = len(keys)
-                nk = np.empty(n + 1, dtype=np.int32)
-                nv = np.empty(n + 1, dtype=np.float64)
-                nk[:p], nk[p], nk[p + 1 :] = keys[:p], b, keys[p:]
-                nv[:p], nv[p], nv[p + 1 :] = vals[:p], inc, vals[p:]
-                if n + 1 > 2 * self.topk:
-                    top = np.sort(np.argpartition(-nv, self.topk - 1)[: self.topk])
-                    nk, nv = nk[top], nv[top]
-                self._nb[a] = (nk, nv)
-                return
-            else:
-                return  # subtracting from an entry that is not there: nothing to remove
-        bs = np.fromiter(incs.keys(), dtype=np.int64, count=len(incs))
-        add = np.fromiter(incs.values(), dtype=np.float64, count=len(incs))
-        tol = 1e-12 * np.maximum(1.0, np.abs(add))
-        if row is None:
-            keys, vals = _EMPTY_KEYS, _EMPTY_VALS
-        else:
-            keys, vals = row
-        pos = np.searchsorted(keys, bs)
-        found = pos < len(keys)
-        found[found] = keys[pos[found]] == bs[found]
-        drop = np.zeros(0, dtype=np.int64)
-        if found.any():
-            p = pos[found]
-            vals = vals.copy() if row is None else vals
-            vals[p] += add[found]
-            drop = p[vals[p] <= tol[found]]
-        new = ~found & (add > tol)
-        if new.any() or len(drop):
-            keep = np.ones(len(keys), dtype=bool)
-            keep[drop] = False
-            keys = np.concatenate([keys[keep], bs[new].astype(np.int32)])
-            vals = np.concatenate([vals[keep], add[new]])
-            if len(keys) > 2 * self.topk:
-                top = np.argpartition(-vals, self.topk - 1)[: self.topk]
-                keys, vals = keys[top], vals[top]
-            order = np.argsort(keys, kind="stable")
-            keys, vals = keys[order], vals[order]
-        if len(keys):
-            self._nb[a] = (keys, vals)
-        else:
-            self._nb.pop(a, None)
+    def _grow_rows(self, n: int) -> None:
+        """Make the per-row arrays (and the totals) cover ids below ``n``."""
+        if n > len(self._start):
+            cap = max(n, 2 * len(self._start), 64)
+            self._start = _grown(self._start, cap)
+            self._length = _grown(self._length, cap)
+            self._room = _grown(self._room, cap)
+        if n > len(self._total):
+            self._total = _grown(self._total, max(n, 2 * len(self._total), 64))
+
+    def _reserve(self, n: int) -> None:
+        """Room for ``n`` more entries at the end of the arena: compact or grow it."""
+        if self._used + n <= len(self._keys):
+            return
+        live = self._used - self._dead
+        # compact once a fifth is dead, else grow by half: the live arena stays within about
+        # twice its entries (rows reserve up to twice their length), amortised O(1) a move
+        base = live if self._dead > live // 4 else self._used
+        cap = max((3 * (base + n)) // 2, 1024)
+        self._keys, self._vals, used = kernels.cooc_compact(
+            self._start, self._length, self._room, self._keys, self._vals, cap
+        )
+        self._used, self._dead = int(used), 0
+
+    def _get(self, a: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Row ``a`` as (neighbour ids ascending, counts) views, or None when empty."""
+        if a >= len(self._length) or self._length[a] == 0:
+            return None
+        s0 = int(self._start[a])
+        e = s0 + int(self._length[a])
+        return self._keys[s0:e], self._vals[s0:e]
 
     def learn_one(self, obs: Observation) -> None:
         self.apply_many(self.deltas_one(obs))
@@ -193,14 +196,13 @@ class CoOccurrence:
 
     def _rebase(self, ts: float) -> None:
         scale = self.clock.rebase(ts)
-        for _keys, vals in self._nb.values():
-            vals *= scale
+        self._vals[: self._used] *= scale
         self._total *= scale
 
     # -- scoring (never allocates state) ----------------------------------------------------
     def _row(self, item: int) -> tuple[np.ndarray, np.ndarray]:
         """Neighbour indices and normalised scores ``C[a][b] / (sqrt(T[a] T[b]) + shrink)``."""
-        row = self._nb.get(item)
+        row = self._get(item)
         if row is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         keys, vals = row[0].astype(np.int64), row[1]
@@ -238,38 +240,42 @@ class CoOccurrence:
     def score_history_arrays(self, history: History) -> tuple[np.ndarray, np.ndarray]:
         """``score_history`` as (items, scores) arrays, items sorted ascending.
 
-        The rows of all history items are normalised in one numpy pass (``_row``'s formula),
-        which is most of the cost of co-occurrence per ranked event.
+        One compiled pass over the rows of the history's items (``_row``'s formula), which is
+        most of the cost of co-occurrence per ranked event.
         """
-        rows, srcs, mult = [], [], []
+        length = self._length
+        n_len = len(length)
+        hist: list[int] = []
+        mult: list[float] = []
         for pos, (prev, _ts, w) in enumerate(history[: self.window]):
-            row = self._nb.get(prev)
-            if row is not None:
-                rows.append(row)
-                srcs.append(prev)
+            if prev < n_len and length[prev]:
+                hist.append(prev)
                 mult.append(self.position_decay**pos * min(w, 3.0))
-        if not rows:
+        if not hist:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        lens = [len(r[0]) for r in rows]
-        keys = np.concatenate([r[0] for r in rows]).astype(np.int64)
-        vals = np.concatenate([r[1] for r in rows])
-        total = self._total
-        tb = np.where(keys < len(total), total[np.minimum(keys, len(total) - 1)], vals)
-        tb = np.maximum(tb, vals)
-        ta = np.repeat(total[np.asarray(srcs, dtype=np.int64)], lens)
+        if len(self._acc) < n_len:  # neighbour ids are below the number of rows
+            self._acc = np.zeros(len(self._start), dtype=np.float64)
+            self._mark = np.zeros(len(self._start), dtype=np.uint8)
         shrink = self.shrink * (self.clock.factor(self._last_ts) if self._last_ts else 1.0)
-        scores = vals / (np.sqrt(ta * tb) + shrink) * np.repeat(np.asarray(mult), lens)
-        if len(rows) == 1:
-            return keys, scores  # a row's keys are sorted already
-        uniq, inv = np.unique(keys, return_inverse=True)
-        return uniq, np.bincount(inv, weights=scores, minlength=len(uniq))
+        return kernels.cooc_score(
+            np.array(hist, dtype=np.int64),
+            np.array(mult, dtype=np.float64),
+            self._start,
+            length,
+            self._keys,
+            self._vals,
+            self._total,
+            shrink,
+            self._acc,
+            self._mark,
+        )
 
     def __len__(self) -> int:
-        return len(self._nb)
+        return self._n_rows
 
     def count(self, a: int, b: int, ts: float) -> float:
         """The decayed co-count ``C[a][b]`` as seen at ``ts`` (for tests and inspection)."""
-        row = self._nb.get(a)
+        row = self._get(a)
         if row is None:
             return 0.0
         keys, vals = row
@@ -290,8 +296,9 @@ class CoOccurrence:
             },
             "clock": self.clock.to_state(),
             "nb": {
-                a: dict(zip(keys.tolist(), vals.tolist(), strict=True))
-                for a, (keys, vals) in self._nb.items()
+                a: dict(zip(row[0].tolist(), row[1].tolist(), strict=True))
+                for a in np.flatnonzero(self._length).tolist()
+                if (row := self._get(a)) is not None
             },
             "total": self._total.copy(),
             "last_ts": self._last_ts,
@@ -301,12 +308,32 @@ class CoOccurrence:
     def from_state(cls, state: dict[str, Any]) -> CoOccurrence:
         obj = cls(**state["params"], half_life_s=state["clock"]["half_life_s"])
         obj.clock = DecayClock.from_state(state["clock"])
-        for a, row in state["nb"].items():
-            if row:
-                keys = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
-                vals = np.fromiter(row.values(), dtype=np.float64, count=len(row))
-                order = np.argsort(keys, kind="stable")
-                obj._nb[int(a)] = (keys[order].astype(np.int32), vals[order])
-        obj._total = np.array(state["total"], dtype=np.float64)
+        rows = {int(a): row for a, row in state["nb"].items() if row}
+        top = max((max(a, *row) for a, row in rows.items()), default=-1)
+        total = np.asarray(state["total"], dtype=np.float64)
+        obj._grow_rows(max(top + 1, len(total)))
+        obj._total[: len(total)] = total
+        used = sum(len(row) for row in rows.values())
+        obj._keys = np.zeros(used, dtype=np.int32)
+        obj._vals = np.zeros(used, dtype=np.float64)
+        at = 0
+        for a in sorted(rows):  # packed, no room to grow: a row that grows moves to the end
+            row = rows[a]
+            keys = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
+            vals = np.fromiter(row.values(), dtype=np.float64, count=len(row))
+            order = np.argsort(keys, kind="stable")
+            n = len(row)
+            obj._keys[at : at + n] = keys[order]
+            obj._vals[at : at + n] = vals[order]
+            obj._start[a], obj._length[a], obj._room[a] = at, n, n
+            at += n
+        obj._used = at
+        obj._n_rows = len(rows)
         obj._last_ts = state["last_ts"]
         return obj
+
+
+def _grown(a: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=a.dtype)
+    out[: len(a)] = a
+    return out

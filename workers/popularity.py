@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from workers import kernels
 from workers.decay import DecayClock
 from workers.models import Observation
 
@@ -99,11 +100,7 @@ class Popularity:
         top = float(self.counts.max())
         if top <= 0:
             return out
-        ok = items < len(self.counts)
-        ref = self._ref()
-        counts = np.maximum(self.counts[items[ok]], 0.0)
-        out[ok] = np.log1p(counts / ref) / np.log1p(top / ref)
-        return out
+        return kernels.log_popularity(items, self.counts, top, float(self._ref()))
 
     def views_of(self, items: np.ndarray) -> np.ndarray:
         """How many positive events each item has had (0 for items never seen)."""

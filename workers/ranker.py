@@ -21,8 +21,11 @@ from typing import Any
 import numpy as np
 from river import linear_model, optim, preprocessing
 
+from workers import kernels
+
 FEATURES = ("cooc", "content", "mf", "popular", "recent", "fresh_content", "pop_content", "seq")
 SOURCES = ("cooc", "content", "mf", "popular", "seq")
+_NONE = np.zeros(0, dtype=np.float32)  # a profile or sequential score that is not there
 
 # Starting weights: behaviour first, content as a tie-breaker, freshness as a nudge. Learning
 # moves them; these only matter for the first few hundred events.
@@ -208,9 +211,8 @@ def content_profile(
     w *= has_content[idx]
     if not np.any(w):
         return None
-    prof = w @ vectors[idx]
-    norm = float(np.linalg.norm(prof))
-    return prof / norm if norm > 0 else None
+    prof = kernels.profile_of(np.array(idx, dtype=np.int64), w, vectors)
+    return prof if len(prof) else None
 
 
 def featurise(
@@ -229,28 +231,25 @@ def featurise(
     """Feature matrix (n, len(FEATURES)) of ``items`` for one user at time ``now``.
 
     ``cooc`` is the user's co-occurrence scores as (sorted items, scores); ``seq`` the
-    sequential model's scores of ``items`` (None: the model is off).
+    sequential model's scores of ``items`` (None: the model is off). One compiled pass
+    (``workers.kernels.features``): in numpy it was a dozen calls over a few hundred rows,
+    each costing more than its arithmetic.
     """
-    n = len(items)
-    f = np.zeros((n, len(FEATURES)), dtype=np.float32)
-    if n == 0:
-        return f
     keys, vals = cooc
-    if len(keys):
-        pos = np.minimum(np.searchsorted(keys, items), len(keys) - 1)
-        f[:, 0] = np.where(keys[pos] == items, vals[pos], 0.0)
-    if profile is not None:
-        f[:, 1] = vectors[items] @ profile
-    f[:, 2] = np.tanh(mf)
-    f[:, 3] = popular
-    age = np.maximum(0.0, now - published_at[items])
-    f[:, 4] = np.exp2(-age / cfg.recent_half_life_s)
-    fresh = age < cfg.fresh_s
-    f[:, 5] = fresh * np.maximum(f[:, 1], 0.0)
-    f[:, 6] = popular * np.maximum(f[:, 1], 0.0)
-    if seq is not None:
-        f[:, 7] = seq
-    return f
+    return kernels.features(
+        np.asarray(items, dtype=np.int64),
+        np.asarray(keys, dtype=np.int64),
+        np.asarray(vals, dtype=np.float64),
+        _NONE if profile is None else np.asarray(profile, dtype=np.float32),
+        vectors,
+        published_at,
+        np.asarray(mf, dtype=np.float32),
+        np.asarray(popular, dtype=np.float32),
+        _NONE if seq is None else np.asarray(seq, dtype=np.float32),
+        float(now),
+        float(cfg.recent_half_life_s),
+        float(cfg.fresh_s),
+    )
 
 
 def sources_of(feats: np.ndarray) -> np.ndarray:
@@ -272,24 +271,14 @@ def fuse_and_rank(
     has watched, whose only way to a user is their content.
     """
     scores = fusion.score(feats)
-    order = np.argsort(-scores, kind="stable")
-    top = list(order[:k])
-    if cfg.fresh_slots > 0 and "content" in cfg.sources:
-        window = min(cfg.slot_window, k)
-        have = sum(bool(fresh[i]) for i in top[:window])
-        if have < cfg.fresh_slots:
-            in_top = set(top[:window])
-            # the cold videos closest to the user's taste: by content, the only signal they have
-            # (the fused score would rank them by the behaviour they do not have yet)
-            by_content = np.argsort(-feats[:, 1], kind="stable")
-            eligible = by_content[
-                fresh[by_content] & (feats[by_content, 1] >= cfg.fresh_min_content)
-            ]
-            extra = [int(i) for i in eligible if i not in in_top][: cfg.fresh_slots - have]
-            if extra:
-                rest = [i for i in top if i not in extra]
-                head = rest[: window - len(extra)]
-                top = head + extra + [i for i in rest if i not in head]
-                top = top[:k]
-    top_arr = np.array(top, dtype=np.int64)
+    slots = cfg.fresh_slots if "content" in cfg.sources else 0
+    top_arr = kernels.fused_order(
+        scores,
+        np.ascontiguousarray(feats[:, 1]),
+        np.asarray(fresh, dtype=np.bool_),
+        k,
+        slots,
+        min(cfg.slot_window, k),
+        float(cfg.fresh_min_content),
+    )
     return Ranked(items[top_arr], scores[top_arr], sources_of(feats[top_arr]), fresh[top_arr])
