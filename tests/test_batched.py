@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from schemas import ForgetUser, UserEvent, VideoPublished
 from schemas.wire import decode_item_deltas, decode_user_value
@@ -339,3 +340,23 @@ def test_the_adapter_handles_a_micro_batch_record_by_record_with_one_engine_call
         assert a["user"]["events"] == b["user"]["events"]
         assert [x[0] for x in box_a] == [x[0] for x in box_b]
     assert decode_user_value(t2[b"u1"])[0]["user"].get("forgotten_at") is not None
+
+
+def test_vidrec_run_event_batch_publishes_a_list_per_event(tmp_path, monkeypatch, capsys):
+    """`vidrec run --event-batch N` takes the batched path and still answers every event, with
+    each list holding none of the videos its user had watched."""
+    from streams.cli import main
+
+    monkeypatch.setenv("VIDREC_ENCODER_MODEL_PATH", "hashing")
+    figures = {}
+    for batch in ("1", "16"):
+        out = tmp_path / f"recs-{batch}.jsonl"
+        args = ["run", "--limit", "3000", "--quiet", "--json", "--out", str(out)]
+        assert main([*args, "--event-batch", batch]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        figures[batch] = summary
+        assert summary["run"]["published"] == summary["run"]["events"] > 1000
+        assert summary["evaluation"]["lists_with_seen"] == 0
+    assert figures["1"]["run"]["events"] == figures["16"]["run"]["events"]
+    with pytest.raises(SystemExit):
+        main(["run", "--event-batch", "0"])

@@ -4,6 +4,7 @@ producing records to a topic and timing their arrivals on another.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -174,3 +175,60 @@ def broker_answers(timeout_s: float = 3.0) -> str | None:
     except TimeoutError as exc:
         return f"no broker at {kafka.bootstrap_servers}: {exc}"
     return None
+
+
+class CpuWatch:
+    """Where the machine's CPU went during a run: its busy share and the workers' own CPU.
+
+    Two workers can only beat one if there are cores to spare; on the 2-core box the broker and
+    the bench's producer and subscriber share them, so the two-worker row reports this to say
+    which it was. Reads ``/proc`` (Linux); elsewhere every figure is ``None``.
+    """
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self._t = time.perf_counter()
+        self._stat = _proc_stat()
+        self._cpu = [_proc_cpu_s(p) for p in pids]
+
+    def done(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self._t
+        stat, cpu = _proc_stat(), [_proc_cpu_s(p) for p in self.pids]
+        busy = None
+        if stat is not None and self._stat is not None:
+            total = sum(stat) - sum(self._stat)
+            idle = (stat[3] + stat[4]) - (self._stat[3] + self._stat[4])  # idle + iowait
+            busy = 1.0 - idle / total if total > 0 else None
+        workers = [
+            b - a if a is not None and b is not None else None
+            for a, b in zip(self._cpu, cpu, strict=True)
+        ]
+        return {"wall_s": wall, "busy": busy, "cores": os.cpu_count(), "workers_cpu_s": workers}
+
+    @staticmethod
+    def describe(d: dict[str, Any]) -> str:
+        if d["busy"] is None:
+            return ""
+        used = [f"{w:.1f}" for w in d["workers_cpu_s"] if w is not None]
+        return (
+            f"; CPU over the {d['wall_s']:.1f} s: {d['cores']} cores {100 * d['busy']:.0f} % busy, "
+            f"the workers {' + '.join(used)} core-s, the rest (broker, bench) "
+            f"{d['busy'] * d['cores'] * d['wall_s'] - sum(float(u) for u in used):.1f} core-s"
+        )
+
+
+def _proc_stat() -> list[int] | None:
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None

@@ -138,3 +138,11 @@ class Progress:
             if n is not None:
                 self(n)
             self.bar.close()
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import MessageBase
+from streams.cli.options import positive_int
 from streams.sample import default_sample_path
 from streams.sample.generator import (
     DEFAULT_DAYS,
@@ -23,13 +24,6 @@ from streams.sample.generator import (
     summarize,
     write_sample,
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -90,7 +84,7 @@ def register(subparsers: Any) -> None:
         f"defaults reproduce the shipped sample ({default_sample_path().name}).",
     )
     p.add_argument("--seed", type=_non_negative_int, default=DEFAULT_SEED)
-    p.add_argument("--videos", type=_positive_int, default=DEFAULT_VIDEOS, help="catalogue size")
+    p.add_argument("--videos", type=positive_int, default=DEFAULT_VIDEOS, help="catalogue size")
     p.add_argument("--users", type=_non_negative_int, default=DEFAULT_USERS)
     p.add_argument("--days", type=_positive_float, default=DEFAULT_DAYS, help="stream length")
     p.add_argument(
