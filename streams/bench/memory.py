@@ -73,6 +73,7 @@ def state_bytes(engine: Any) -> dict[str, float]:
     The snapshot is pickled outside the trace and unpickled inside it, so the figure is what the
     live structures (objects, dict tables, strings shared as in the engine) hold.
     """
+    from schemas.wire import encode_user_value
     from workers.catalog import Catalog
     from workers.cooc import CoOccurrence
     from workers.factors import Factors
@@ -94,7 +95,8 @@ def state_bytes(engine: Any) -> dict[str, float]:
     user_b, _ = traced_bytes(rebuild_users)
     capped_b, _ = traced_bytes(lambda: _capped_user(engine.settings))
     heavy = [u for u in users if engine.users[u].events >= engine.settings.dedup_len]
-    json_b = [len(json.dumps(engine.snapshot_user(u), separators=(",", ":"))) for u in users]
+    # the users-table value a worker writes (msgpack, wire v2), with an empty outbox
+    json_b = [len(encode_user_value(engine.snapshot_user(u), [])) for u in users]
 
     cat = engine.catalog
     vec_bytes = cat.vectors.nbytes  # with the growth head-room, as the live engine allocates it
@@ -189,7 +191,7 @@ def bench_memory(
             "state per user (engine)",
             f"{st['per_user']:,.0f} B",
             f"tracemalloc of the users rebuilt from a snapshot, mean over {st['users']:,} users "
-            f"({st['heavy_users']} at the dedup cap); its JSON table value: "
+            f"({st['heavy_users']} at the dedup cap); its table value (msgpack, no outbox): "
             f"{st['json_per_user']:,.0f} B; a user at every cap: {st['capped_user']:,.0f} B",
             "<= 2 KB",
             st["per_user"] <= 2048,
