@@ -312,14 +312,11 @@ class Engine:
         The difference from ``on_event``: item deltas are applied once per event id however
         often the record comes (redelivery, replication), and the result says what to ship.
         """
-        if isinstance(msg, ForgetUser):
-            return self._forget_once(msg)
-        deltas = self.user_step(msg)
-        if deltas is None:
-            return Step(msg.event_id, duplicate=True)
-        ship = self.apply_once(msg.user_id, msg.event_id, deltas) and not deltas.is_empty()
-        recs = self.publish(msg.user_id, msg.event_id, t0)
-        return Step(msg.event_id, deltas=deltas if ship else None, recs=recs)
+        step = self._learn_record(msg, t0)
+        if isinstance(msg, ForgetUser) or step.duplicate:
+            return step
+        step.recs = self.publish(msg.user_id, msg.event_id, t0)
+        return step
 
     def step_many(self, msgs: Sequence[UserEvent | ForgetUser], t0s: Sequence[float]) -> list[Step]:
         """``step`` for a micro-batch of user records, ranking its users together.
