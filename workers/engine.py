@@ -292,11 +292,8 @@ class Engine:
     def on_event(self, event: UserEvent) -> Recommendations | None:
         """Learn from one event and return the user's fresh list; ``None`` for a duplicate."""
         t0 = time.perf_counter()
-        deltas = self.user_step(event)
-        if deltas is None:
+        if self._learn_event(event, t0).duplicate:
             return None
-        self.apply_item_deltas(deltas)
-        self.train_if_due()
         return self.publish(event.user_id, event.event_id, t0)
 
     def train_if_due(self) -> None:
