@@ -132,15 +132,43 @@ class SourceScores(BaseModel):
     seq: float | None = None
 
 
+class ReasonKind(StrEnum):
+    """Why an item is in a list, in the words a product would show.
+
+    ``watched``: "because you watched X" (X gave the item its co-occurrence or content score);
+    ``new_in_topic``: a fresh video close to what the user watches; ``trending``: popular now.
+    """
+
+    WATCHED = "watched"
+    NEW_IN_TOPIC = "new_in_topic"
+    TRENDING = "trending"
+
+
+class Reason(BaseModel):
+    """The short, machine-readable reason an item was shown (issue 15)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    kind: ReasonKind
+    # the history item behind a ``watched`` or ``new_in_topic`` reason
+    video_id: str | None = None
+    # which score it gave: "cooc" or "content"
+    source: Literal["cooc", "content"] | None = None
+    # for ``new_in_topic``: the topic (the history item's category), when the catalogue knows it
+    topic: str | None = None
+
+
 class RecommendedItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     video_id: Id
     score: float
     sources: SourceScores = Field(default_factory=SourceScores)
+    # absent (left out of the JSON) from engines and lists that do not give one
+    reason: Reason | None = None
 
 
-_ITEM_FIELDS = frozenset(RecommendedItem.model_fields)
+_ITEM_FIELDS = frozenset(RecommendedItem.model_fields) - {"reason"}  # set only when given
 _SOURCE_FIELDS = frozenset(SourceScores.model_fields)
 
 
@@ -182,6 +210,7 @@ def recommended_items(
                         "seq": s[4] if len(s) > 4 else None,
                     },
                 ),
+                "reason": None,
             },
         )
         for vid, sc, s in zip(ids, scores, sources, strict=True)

@@ -28,6 +28,7 @@ DEAD_LETTERS = "dead-letters"
 ITEM_DELTAS = "item-deltas"
 VIDEO_VECTORS = "video-vectors"
 ERASURES = "erasures"
+STATS = "stats"
 STAGES = (
     VIDEOS,
     USER_EVENTS,
@@ -36,6 +37,7 @@ STAGES = (
     ITEM_DELTAS,
     VIDEO_VECTORS,
     ERASURES,
+    STATS,
 )
 
 # Header of a Recommendations record: the Kafka timestamp (epoch ms) of the event that triggered
@@ -293,3 +295,39 @@ def decode_user_value(raw: bytes) -> tuple[dict[str, Any], list[OutboxEntry]]:
     except msgspec.DecodeError as exc:
         raise ValueError(f"not a users-table value (msgpack, version 2): {exc}") from None
     return val.snap, val.outbox
+
+
+class WorkerStats(
+    msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="kind", tag="worker_stats"
+):
+    """One worker's figures, published every few seconds on the compacted ``stats`` topic
+    (keyed by ``worker_id``), so ``vidrec serve``'s dashboard shows every worker of a
+    deployment without knowing their addresses. Prometheus scrapes the same figures from each
+    worker's ``/metrics``; this record is for the dashboard and for people reading the topic.
+
+    Counters are totals since the worker started (a reader takes rates from two records);
+    the latency quantiles and the live quality cover the worker's recent window.
+    """
+
+    worker_id: str
+    at: float  # epoch seconds when the worker built the record
+    started_at: float = 0.0
+    events: int = 0  # user events accepted
+    lists: int = 0  # recommendation lists published
+    dead_letters: int = 0
+    degraded_searches: int = 0
+    videos_embedded: int = 0
+    latency_p50_ms: float | None = None  # event's Kafka timestamp -> list sent, recent window
+    latency_p99_ms: float | None = None
+    lag: dict[str, int] = msgspec.field(default_factory=dict)  # "topic:partition" -> records
+    hr10: float | None = None  # live HR@10 of published lists vs the user's next positive event
+    ndcg10: float | None = None
+    quality_window: int = 0  # how many next-positive events the live quality covers
+
+    def to_json(self) -> bytes:
+        return msgspec.json.encode(self)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> WorkerStats:
+        """Raises ``msgspec.ValidationError`` (a ``ValueError``) on a malformed record."""
+        return msgspec.json.decode(raw, type=cls)

@@ -15,6 +15,8 @@ deployments (or test runs) share a cluster without seeing each other's records.
 | ``<p>.item-deltas`` | user_id | internal: item-side effects of each accepted event | delete,
   kept forever by default: a starting worker rebuilds item state from it |
 | ``<p>.video-vectors`` | video_id | internal: each embedded video with its vector | compact |
+| ``<p>.stats`` | worker id | ``schemas.wire.WorkerStats``: each worker's figures every few
+  seconds, for ``vidrec serve``'s dashboard | compact |
 
 Every worker reads *all* partitions of the two internal topics (see ``streams.worker.app``), so item
 state is global while user state is partitioned by user.
@@ -33,6 +35,7 @@ from schemas.wire import (
     ERASURES,
     ITEM_DELTAS,
     RECOMMENDATIONS,
+    STATS,
     USER_EVENTS,
     VIDEO_VECTORS,
     VIDEOS,
@@ -157,6 +160,7 @@ class Topics:
                 "delete",
                 {"retention.ms": str(s.erasure_retention_ms)},
             ),
+            TopicSpec(STATS, self.name(STATS), 1, "worker id", "compact"),
         ]
         self.specs: dict[str, TopicSpec] = {spec.stage: spec for spec in specs}
 
@@ -190,6 +194,10 @@ class Topics:
     @property
     def erasures(self) -> str:
         return self.specs[ERASURES].name
+
+    @property
+    def stats(self) -> str:
+        return self.specs[STATS].name
 
     @property
     def app_id(self) -> str:
