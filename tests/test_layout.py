@@ -1,5 +1,5 @@
 """The one-way layout (issue 13): streams -> workers -> schemas, and inside streams
-cli -> bench -> worker -> {sample, imports} -> wire; no import circle anywhere.
+cli -> bench -> {worker, serve} -> {sample, imports} -> wire; no import circle anywhere.
 
 Read from the source with ``ast`` (nothing is imported), so it sees function-local imports
 too. ``python tests/test_layout.py`` prints the structure: each package's files and lines, the
@@ -23,6 +23,7 @@ RANK = {
     "streams.sample": 3,
     "streams.imports": 3,
     "streams.worker": 4,
+    "streams.serve": 4,  # vidrec serve: reads the topics the workers write, never imports them
     "streams.bench": 5,
     "streams.cli": 6,
     "streams": 6,  # streams/__init__.py

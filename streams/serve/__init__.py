@@ -1,0 +1,1 @@
+"""``vidrec serve``: the pull API, its local store of the topics, and the live dashboard."""
