@@ -101,6 +101,9 @@ class Deployment:
             # candidates searched afresh on every event: the reused ones are a cache that a
             # restarted worker starts without (see the module docstring)
             "VIDREC_ENGINE_CANDIDATE_REFRESH_EVENTS": "1",
+            # one event per ranking: a micro-batch's content search and fusion rows depend on
+            # which events arrived together, which is timing, so two runs would differ anyway
+            "VIDREC_WORKER_EVENT_BATCH": "1",
             "VIDREC_QDRANT_PATH": str(self.tmp / f"{self.prefix}-q{n}"),
             "QDRANT_URL": None,
             **(extra or {}),
@@ -249,7 +252,9 @@ def _assert_nothing_lost_or_doubled(state: dict[str, Any], log: list[Any]) -> No
 # their delivery lost those lists for good (test_agents reproduces it). Also: faust's producer
 # flush could return with the snapshots' changelog records still in its buffer, so outputs
 # and offsets could overtake the snapshots (the agent now awaits those records). Whether that
-# was all of it is not proven: kept non-strict until repeated runs confirm.
+# was all of it is not proven: kept non-strict until repeated runs confirm. Issue 15: the
+# workers here rank one event at a time (micro-batches made the lists and fusion rows depend on
+# timing, so the test failed 4 of 4 after issue 14); since then 3 of 3 runs passed, under load.
 @pytest.mark.xfail(strict=False, reason="intermittent: tail lists lost after the third SIGKILL")
 def test_sigkilled_worker_loses_nothing_and_evaluates_like_an_uninterrupted_run(
     kafka_settings, tmp_path
