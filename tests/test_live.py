@@ -118,3 +118,16 @@ def test_on_a_replay_live_quality_counts_what_the_evaluation_counts(make_engine)
     assert trials == report["events"] > 50
     assert hr == pytest.approx(report["hr@10"]) and ndcg == pytest.approx(report["ndcg@10"])
     assert report["hr@10"] > 0  # the planted signal is found: the comparison is not all misses
+
+
+def test_a_list_shorter_than_ten_scores_only_what_was_published(make_engine):
+    eng = make_engine(k=3)  # the engine still remembers the head of its ranking (fusion_pool)
+    drive(planted_log(), eng)
+    st = eng.users["u1"]
+    assert len(st.last_recs) > 3
+    before = eng.live.totals()
+    vid = eng.catalog.ids[st.last_recs[4]]  # ranked fifth: never shown
+    eng.on_event(UserEvent(event_id="late", user_id="u1", video_id=vid, type="watch",
+                           ts=T0 + timedelta(days=1)))  # fmt: skip
+    hr, _, trials = eng.live.totals()
+    assert trials == before[2] + 1 and hr * trials == pytest.approx(before[0] * before[2])

@@ -520,10 +520,10 @@ class Engine:
         if st.last_recs:
             # Live quality counts what `vidrec evaluate` counts: a positive event on a video the
             # user has not acted on (a seen one is never in a list), against the list published
-            # after the user's previous event.
+            # after the user's previous event (its head: ``last_recs`` may go deeper than k).
             p = int(seen.searchsorted(idx))
             if p == len(seen) or seen[p] != idx:
-                self.live.learn_one(st.last_recs, idx)
+                self.live.learn_one(st.last_recs if s.k >= 10 else st.last_recs[: s.k], idx)
         if hist and hist[0][0] == idx:
             # A further positive action on the item just watched (play -> complete -> like)
             # strengthens it in place instead of co-counting the item with itself.

@@ -86,7 +86,11 @@ class WorkerSettings(BaseSettings):
         "sensor and vidrec's metrics); 0 = off, so several workers on one machine never clash "
         "(VIDREC_WORKER_WEB_PORT).",
     )
-    web_host: str = Field(default="127.0.0.1", description="Interface of the web server.")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the web server listens on; 0.0.0.0 for a Prometheus in another "
+        "container (VIDREC_WORKER_WEB_HOST).",
+    )
     # 256, not the encoder's batch of 64: the encoder sorts a call's texts by length before
     # batching them, so a larger call pads less (MiniLM on 2 cores: 142 titles/s in calls of
     # 64, 253 in calls of 256). Only a backlog fills it; a trickle still goes out within
@@ -262,6 +266,7 @@ def make_app(
         web_enabled=worker.web_port > 0,
         web_port=worker.web_port or 6066,
         web_host=worker.web_host,
+        web_bind=worker.web_host,  # faust binds 0.0.0.0 unless told: /metrics stays local
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=ts.partitions,
