@@ -42,6 +42,7 @@ from workers.catalog import Catalog
 from workers.cooc import CoOccurrence
 from workers.decay import half_life_days
 from workers.factors import Factors
+from workers.live import LiveQuality
 from workers.models import Observation
 from workers.popularity import Popularity
 from workers.ranker import (
@@ -226,6 +227,8 @@ class Engine:
         # content searches that failed (Qdrant down or slow): those lists were ranked without
         # content candidates instead of failing the event
         self.degraded_searches = 0
+        # HR@10 / NDCG@10 of the lists published against each user's next positive event
+        self.live = LiveQuality(s.live_window)
         self._cands: OrderedDict[str, CachedCandidates] = OrderedDict()
         self._videos_version = 0
         self._content_changes = 0  # videos whose content vector changed (not new ones)
@@ -514,6 +517,13 @@ class Engine:
             st.mark_seen(idx, seen_cap(s))
             return deltas
         hist, seen = self.user_view(st)
+        if st.last_recs:
+            # Live quality counts what `vidrec evaluate` counts: a positive event on a video the
+            # user has not acted on (a seen one is never in a list), against the list published
+            # after the user's previous event (its head: ``last_recs`` may go deeper than k).
+            p = int(seen.searchsorted(idx))
+            if p == len(seen) or seen[p] != idx:
+                self.live.learn_one(st.last_recs if s.k >= 10 else st.last_recs[: s.k], idx)
         if hist and hist[0][0] == idx:
             # A further positive action on the item just watched (play -> complete -> like)
             # strengthens it in place instead of co-counting the item with itself.

@@ -179,6 +179,12 @@ class EngineSettings(BaseSettings):
     candidate_cache_users: int = Field(
         default=20_000, ge=0, description="Users whose candidates are cached (least recent out)."
     )
+    live_window: int = Field(
+        default=1000,
+        ge=1,
+        description="Next-positive events the live HR@10 and NDCG@10 cover (a sliding window; "
+        "workers.live.LiveQuality).",
+    )
     # Ranker and learner knobs (the values RankerConfig, Fusion and Factors used to hard-code),
     # settable so that `vidrec tune` can search them and a settings file can carry them.
     candidates_cooc: int = Field(default=200, ge=0, description="Co-occurrence candidates.")

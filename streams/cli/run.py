@@ -110,12 +110,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"run": stats.summary()}
     if evaluator is not None:
         summary["evaluation"] = evaluator.report()
+    summary["live"] = live_summary(engine)
     summary["fusion_weights"] = engine.fusion.as_dict()
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         _print_run_summary(summary, args.out)
     return 0
+
+
+def live_summary(engine: Any) -> dict[str, Any]:
+    """The engine's live quality (what a worker exports as gauges): over its sliding window,
+    and since the start, which counts the same trials as the prequential evaluation."""
+    hr, ndcg, n = engine.live.get()
+    hr_all, ndcg_all, n_all = engine.live.totals()
+
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, 4)
+
+    return {
+        "window": n,
+        "hr@10": r(hr),
+        "ndcg@10": r(ndcg),
+        "events": n_all,
+        "all_hr@10": r(hr_all),
+        "all_ndcg@10": r(ndcg_all),
+    }
+
+
+def _print_live(live: dict[str, Any]) -> None:
+    if not live["events"]:
+        print("\nlive quality: no next-positive event was scored")
+        return
+    print(
+        f"\nlive quality (what a worker exports): HR@10 {live['hr@10']:.4f}, NDCG@10 "
+        f"{live['ndcg@10']:.4f} over the last {live['window']} next-positive events; "
+        f"since the start {live['all_hr@10']:.4f} / {live['all_ndcg@10']:.4f} over "
+        f"{live['events']}"
+    )
 
 
 def _print_run_summary(summary: dict[str, Any], out: str | None) -> None:
@@ -148,3 +180,4 @@ def _print_run_summary(summary: dict[str, Any], out: str | None) -> None:
             f"  lists holding a video the user had already watched: {ev['lists_with_seen']} "
             f"of {ev['lists']}"
         )
+    _print_live(summary["live"])

@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and VIDREC_ENGINE_*. Stop with Ctrl-C or SIGTERM.",
     )
     p.add_argument("--loglevel", help="faust/vidrec log level (default: warning)")
-    p.add_argument("--web-port", type=int, help="faust web server port (default: off)")
+    p.add_argument(
+        "--web-port", type=int, help="faust web server port, serving /metrics (default: off)"
+    )
     p.add_argument(
         "--role",
         choices=("all", "embed", "events"),

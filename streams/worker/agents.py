@@ -160,6 +160,7 @@ def register_agents(
     flush: Callable[[], Awaitable[None]] | None = None,
     backoff: Backoff | None = None,
     send: Callable[[Out], Awaitable[Any]] | None = None,
+    metrics: Any = None,
 ) -> dict[str, Any]:
     """Define the worker's agents on ``app``; returns them by name.
 
@@ -189,6 +190,9 @@ def register_agents(
         Hands one record to the producer (awaiting its place in the producer's queue, not
         its delivery: ``flush`` waits for that). By default ``channel.send`` of its stage;
         a worker sends straight to its producer (``streams.worker.app.direct_send``).
+    metrics
+        A ``streams.worker.metrics.WorkerMetrics`` told about each micro-batch once its
+        outputs are sent (list latencies, dead letters, offsets handled); None: no metrics.
 
     Notes
     -----
@@ -249,6 +253,8 @@ def register_agents(
                 await flush()
                 await staged.written()
             await send_all(outs)
+            if metrics is not None:
+                metrics.after_user_batch(records, outs, USER_EVENTS)
 
     retry = backoff or Backoff(adapter.counts)
 
@@ -266,8 +272,12 @@ def register_agents(
                 good, vectors, poison = await retry.run(
                     encode, f"encoding {len(videos)} videos", "encode_retries"
                 )
-                await send_all(adapter.poison_letters(records, poison))
+                poisoned = adapter.poison_letters(records, poison)
+                await send_all(poisoned)
                 await send_all(adapter.video_vector_outs(good, vectors))
+                bad = bad + poisoned
+            if metrics is not None:
+                metrics.after_video_batch(records, bad, VIDEOS)
 
     unknown = set(names) - set(AGENTS)
     if unknown or not names:

@@ -42,10 +42,11 @@ from faust.worker import Worker
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.wire import ITEM_DELTAS, STAGES, VIDEO_VECTORS
+from schemas.wire import ITEM_DELTAS, STAGES, STATS, USER_EVENTS, VIDEO_VECTORS, VIDEOS
 from streams.wire.settings import KafkaSettings
 from streams.wire.topics import Topics, create_topics, partition_ids
 from streams.worker.agents import AGENTS, EMBED, LEARN, Backoff, register_agents
+from streams.worker.metrics import WorkerMetrics
 from workers.adapter import EngineAdapter, Out
 from workers.encoder import load_encoder
 from workers.engine import Engine
@@ -81,10 +82,15 @@ class WorkerSettings(BaseSettings):
         default=0,
         ge=0,
         le=65535,
-        description="Port of faust's web server (stats); 0 = off, so several workers on one "
-        "machine never clash (VIDREC_WORKER_WEB_PORT).",
+        description="Port of faust's web server, which serves /metrics (Prometheus: faust's own "
+        "sensor and vidrec's metrics); 0 = off, so several workers on one machine never clash "
+        "(VIDREC_WORKER_WEB_PORT).",
     )
-    web_host: str = Field(default="127.0.0.1", description="Interface of the web server.")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the web server listens on; 0.0.0.0 for a Prometheus in another "
+        "container (VIDREC_WORKER_WEB_HOST).",
+    )
     # 256, not the encoder's batch of 64: the encoder sorts a call's texts by length before
     # batching them, so a larger call pads less (MiniLM on 2 cores: 142 titles/s in calls of
     # 64, 253 in calls of 256). Only a backlog fills it; a trickle still goes out within
@@ -125,6 +131,19 @@ class WorkerSettings(BaseSettings):
     )
     status_interval_s: float = Field(
         default=30.0, ge=0, description="Print counters this often (0 = never)."
+    )
+    stats_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Publish this worker's figures (schemas.wire.WorkerStats) on the compacted "
+        "stats topic this often, for the dashboard of `vidrec serve`; 0 = never "
+        "(VIDREC_WORKER_STATS_INTERVAL_S).",
+    )
+    latency_window_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How far back the stats record's event -> list latency quantiles look "
+        "(VIDREC_WORKER_LATENCY_WINDOW_S).",
     )
     loglevel: str = Field(default="warning", description="Log level of faust and vidrec.")
 
@@ -189,6 +208,7 @@ class WorkerApp:
     index: Any = None
     executor: ThreadPoolExecutor | None = None
     assigned: set[int] = field(default_factory=set)
+    metrics: WorkerMetrics | None = None
 
     def close(self) -> None:
         if self.executor is not None:
@@ -246,6 +266,7 @@ def make_app(
         web_enabled=worker.web_port > 0,
         web_port=worker.web_port or 6066,
         web_host=worker.web_host,
+        web_bind=worker.web_host,  # faust binds 0.0.0.0 unless told: /metrics stays local
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=ts.partitions,
@@ -278,6 +299,17 @@ def make_app(
     async def flush() -> None:
         await app.producer.flush()
 
+    # the input stages this worker reads, and their topics (for lag and dead-letter labels)
+    reads = [stage for stage, agent in ((VIDEOS, EMBED), (USER_EVENTS, LEARN)) if agent in names]
+    metrics = WorkerMetrics(adapter, reads, latency_window_s=worker.latency_window_s)
+    if worker.web_port > 0:
+        from faust.sensors.prometheus import setup_prometheus_sensors
+
+        # faust's own sensor (messages, events, table operations, commits, rebalances, as
+        # faust_*) and vidrec's metrics, served together on the web server's /metrics
+        setup_prometheus_sensors(app, registry=metrics.registry, name_prefix="faust")
+    send = direct_send(app, channels)
+
     agents = register_agents(
         app,
         adapter,
@@ -292,16 +324,22 @@ def make_app(
         ready=ready,
         flush=flush if replicate else None,
         backoff=Backoff(adapter.counts, worker.retry_initial_s, worker.retry_max_s),
-        send=direct_send(app, channels),
+        send=send,
+        metrics=metrics,
     )
     wa = WorkerApp(
         app, adapter, topics, channels, table, agents, ready, worker, kafka, index, executor
     )
+    wa.metrics = metrics
     _connect_signals(wa)
     if replicate:
         app.task(_replicator(wa))
     if worker.status_interval_s > 0:
         app.timer(worker.status_interval_s)(_status(wa))
+    if worker.web_port > 0 or worker.stats_interval_s > 0:
+        app.timer(1.0)(_refresh_lag(wa, [topics.specs[stage].name for stage in reads]))
+    if worker.stats_interval_s > 0:
+        app.timer(worker.stats_interval_s)(_publish_stats(wa, send))
     return wa
 
 
@@ -470,6 +508,38 @@ def _status(wa: WorkerApp) -> Any:
         _say(wa, " ".join(f"{k}={v}" for k, v in c.items()))
 
     return status
+
+
+def _refresh_lag(wa: WorkerApp, topics: list[str]) -> Any:
+    async def refresh_lag() -> None:
+        assert wa.metrics is not None
+        try:
+            await wa.metrics.refresh_lag(wa.app.consumer, topics)
+        except Exception as exc:  # a consumer between assignments: the next tick tries again
+            log.debug("consumer lag not refreshed: %s", exc)
+
+    return refresh_lag
+
+
+def _publish_stats(wa: WorkerApp, send: Callable[[Out], Awaitable[Any]]) -> Any:
+    """The timer that sends the worker's ``WorkerStats`` to the stats topic (key: worker id).
+
+    Figures are telemetry: a failure to build or send one is logged (the first, then every
+    30th) and counted, and never stops the worker.
+    """
+
+    async def publish_stats() -> None:
+        m = wa.metrics
+        assert m is not None
+        try:
+            record = m.stats()
+            await send(Out(STATS, m.worker_id.encode(), record.to_json()))
+        except Exception as exc:
+            m.stats_failures += 1
+            if m.stats_failures % 30 == 1:
+                log.warning("worker stats not published (%d failures): %s", m.stats_failures, exc)
+
+    return publish_stats
 
 
 def faust_worker(wa: WorkerApp) -> Any:
