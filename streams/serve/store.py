@@ -153,6 +153,7 @@ class Store:
         self.positions: dict[tuple[str, int], int] = {}
         self.highwater: dict[tuple[str, int], int] = {}
         self.started = False  # the feed has fixed its targets
+        self._trending: tuple[tuple[int, int, int], list[Item]] | None = None
 
     # -- records in ---------------------------------------------------------------------------
     def apply(self, stage: str, key: bytes | None, value: bytes | None, ts_ms: int = 0) -> bool:
@@ -268,6 +269,14 @@ class Store:
     def trending(self, n: int | None = None) -> list[Item]:
         """The most popular videos now, best first, as items with the reason ``trending``."""
         n = self.trending_size if n is None else n
+        version = (n, self.applied[ITEM_DELTAS], len(self.vectors.ids))
+        if self._trending is not None and self._trending[0] == version:
+            return self._trending[1]
+        items = self._trending_now(n)
+        self._trending = (version, items)
+        return items
+
+    def _trending_now(self, n: int) -> list[Item]:
         top = self.popularity.trending(n)
         if not len(top):
             return []
