@@ -125,7 +125,8 @@ def _mmr(
 ) -> None:
     """Greedy MMR: each step takes the item maximising
     ``(1 - d) * relevance - d * max cosine to what is already taken`` (Carbonell & Goldstein),
-    relevance being the list's score scaled to [0, 1]. Items already in ``out`` count as taken.
+    relevance being the list's score as a share of the best (min-max scaled when some score
+    is not positive). Items already in ``out`` count as taken.
     """
     d = picker.rules.diversity
     ids = [it["video_id"] for it in cands]
@@ -137,8 +138,11 @@ def _mmr(
     vecs = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
     sims = vecs[: len(cands)] @ vecs.T  # (candidates, candidates + already taken)
     scores = np.array([float(it["score"]) for it in cands])
-    span = scores.max() - scores.min()
-    rel = (scores - scores.min()) / span if span > 0 else np.ones(len(cands))
+    if scores.min() > 0:  # the engine's scores: a share of the best one
+        rel = scores / scores.max()
+    else:
+        span = scores.max() - scores.min()
+        rel = (scores - scores.min()) / span if span > 0 else np.ones(len(cands))
     # cosine to the closest item taken so far, per candidate (0 while nothing is taken)
     closest = np.zeros(len(cands))
     if out:
