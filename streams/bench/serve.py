@@ -8,8 +8,10 @@ and content vectors, some item deltas for trending), wait for ``/readyz``, then
   the cap per creator and diversity, at a fixed rate for a bounded time; a request's latency is
   counted from when it was *due*, so a server that falls behind cannot hide it (no coordinated
   omission);
-- new lists are produced at a fixed rate, each polled every 2 ms until the API returns it:
-  publication (the record's Kafka timestamp) -> visible, beside the server's own histogram.
+- new lists are produced at a fixed rate, a sample of them polled every 5 ms until the API
+  returns it: publication (the record's Kafka timestamp) -> visible, beside the server's own
+  histogram of every list (Kafka timestamp -> applied in the store, i.e. visible to the next
+  request).
 
 The load generator runs in this process and shares the machine's cores with the server and
 the broker, so the figures are an upper bound of what a dedicated server would show.
@@ -43,6 +45,7 @@ from streams.wire.topics import Topics, TopicSettings, create_topics, delete_pre
 
 TARGET_P99_MS = 10.0
 TARGET_VISIBLE_P99_MS = 100.0
+POLL_EVERY = 5  # lists polled through the API: one in this many (the server times them all)
 FILTERS = {
     "k": "10",
     "exclude_categories": "c1,c2",
@@ -190,7 +193,8 @@ async def _load(
 async def _visible(
     session: Any, url: str, kafka: KafkaSettings, topics: Topics, b: ServeBench
 ) -> tuple[list[float], int]:
-    """New lists at ``list_rate``; each polled every 2 ms until the API shows it."""
+    """New lists at ``list_rate``; one in ``POLL_EVERY`` polled every 5 ms until the API
+    shows it (the server's histogram covers every list)."""
     from aiokafka import AIOKafkaProducer
 
     from streams.serve.store import aiokafka_kwargs
@@ -211,7 +215,7 @@ async def _visible(
             if event_id.encode() in body:
                 out.append(time.time() * 1000.0 - ts_ms)
                 return
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.005)
         missed += 1
 
     polls = []
@@ -230,7 +234,8 @@ async def _visible(
             fut = await producer.send(
                 topics.recommendations, _list(u, ids, eid), key=u.encode(), timestamp_ms=ts_ms
             )
-            polls.append(asyncio.create_task(poll(u, eid, ts_ms)))
+            if i % POLL_EVERY == 0:  # a sample: polling every list would load the server
+                polls.append(asyncio.create_task(poll(u, eid, ts_ms)))
             del fut
         await asyncio.wait(polls, timeout=10.0)
     finally:
@@ -289,7 +294,8 @@ async def _measure(url: str, kafka: KafkaSettings, topics: Topics, b: ServeBench
                 "serve: list published -> visible in the API, p50 / p99",
                 f"{_pct(vis, 50):.1f} / {p99:.1f} ms ({missed} not seen in 5 s); "
                 f"server's histogram p99 <= {server_p99 if server_p99 is not None else '?'} ms",
-                f"{b.list_rate:.0f} new lists/s for {b.list_seconds:.0f} s, polled every 2 ms",
+                f"{b.list_rate:.0f} new lists/s for {b.list_seconds:.0f} s, 1 in {POLL_EVERY} "
+                "polled every 5 ms",
                 f"p99 <= {TARGET_VISIBLE_P99_MS:.0f} ms",
                 p99 <= TARGET_VISIBLE_P99_MS and missed == 0,
             )

@@ -106,7 +106,7 @@ class ServeMetrics:
         self.list_visible_seconds = Histogram(
             "vidrec_serve_list_visible_seconds",
             "A list's Kafka timestamp on the recommendations topic -> applied in the store.",
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
         Gauge("vidrec_serve_users", "Users with a list in the store.", registry=r).set_function(

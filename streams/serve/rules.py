@@ -136,26 +136,27 @@ def _mmr(
         return
     norms = np.linalg.norm(vecs, axis=1, keepdims=True)
     vecs = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
-    sims = vecs[: len(cands)] @ vecs.T  # (candidates, candidates + already taken)
-    scores = np.array([float(it["score"]) for it in cands])
-    if scores.min() > 0:  # the engine's scores: a share of the best one
-        rel = scores / scores.max()
+    n = len(cands)
+    # (candidates, candidates + already taken); a list of 20: plain Python beats numpy calls
+    sims: list[list[float]] = (vecs[:n] @ vecs.T).tolist()
+    scores = [float(it["score"]) for it in cands]
+    lo, hi = min(scores), max(scores)
+    if lo > 0:  # the engine's scores: a share of the best one
+        rel = [x / hi for x in scores]
     else:
-        span = scores.max() - scores.min()
-        rel = (scores - scores.min()) / span if span > 0 else np.ones(len(cands))
+        rel = [(x - lo) / (hi - lo) if hi > lo else 1.0 for x in scores]
     # cosine to the closest item taken so far, per candidate (0 while nothing is taken)
-    closest = np.zeros(len(cands))
-    if out:
-        closest = np.maximum(sims[:, len(cands) :].max(axis=1), 0.0)
-    free = np.ones(len(cands), dtype=bool)
-    while len(out) < k and free.any():
-        mmr = np.where(free, (1.0 - d) * rel - d * closest, -np.inf)
-        i = int(np.argmax(mmr))
-        free[i] = False
+    closest = [max([0.0, *row[n:]]) for row in sims]
+    free = list(range(n))
+    while len(out) < k and free:
+        i = max(free, key=lambda j: (1.0 - d) * rel[j] - d * closest[j])
+        free.remove(i)
         if not picker.fits(cands[i]):
             continue
         picker.take(cands[i], out)
-        closest = np.maximum(closest, sims[:, i])
+        for j in free:
+            if sims[j][i] > closest[j]:
+                closest[j] = sims[j][i]
 
 
 def apply_rules(
