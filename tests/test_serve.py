@@ -248,6 +248,42 @@ def test_api_key_is_required_except_on_health_and_metrics(client):
     assert "X-API-Key" in json.dumps(spec["components"]["securitySchemes"])
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?k=3",
+        "?k=100",
+        "?exclude_categories=c1,c2&max_per_creator=1",
+        "?language=en",
+        "?max_age_days=0.5",
+        "?diversity=0.7&k=4",
+        "?diversity=1&exclude_categories=c0&exclude_categories=c2",
+        "?k=0",
+        "?k=1.5",
+        "?diversity=nan",
+        "?max_age_days=-1",
+        "?max_per_creator=1001",
+        "?k=+3",
+        "?language=" + "x" * 36,
+    ],  # fmt: skip
+)
+@pytest.mark.parametrize("user", ["u1", "nobody", "u%2F1"])
+def test_the_fast_path_answers_as_the_fastapi_route_does(client, query, user):
+    from fastapi.testclient import TestClient
+
+    from streams.serve.app import create_app
+
+    store = client.app.state.store
+    slow = TestClient(create_app(store, ServeSettings(api_key=KEY), fast_path=False))
+    h = {"X-API-Key": KEY}
+    url = f"/users/{user}/recommendations{query}"
+    fast_r, slow_r = client.get(url, headers=h), slow.get(url, headers=h)
+    assert (fast_r.status_code, fast_r.json()) == (slow_r.status_code, slow_r.json())
+    for hdr in ({}, {"Authorization": "Bearer wrong-key-wrong-key"}):
+        assert client.get(url, headers=hdr).status_code in (401, 404)
+
+
 def test_bad_input_gets_a_4xx_with_a_one_line_reason(client):
     h = {"X-API-Key": KEY}
     for url, code, words in [

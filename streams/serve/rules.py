@@ -146,17 +146,23 @@ def _mmr(
     else:
         rel = [(x - lo) / (hi - lo) if hi > lo else 1.0 for x in scores]
     # cosine to the closest item taken so far, per candidate (0 while nothing is taken)
-    closest = [max([0.0, *row[n:]]) for row in sims]
+    closest = [max(0.0, *row[n:]) for row in sims] if out else [0.0] * n
+    gain = [(1.0 - d) * r for r in rel]
     free = list(range(n))
     while len(out) < k and free:
-        i = max(free, key=lambda j: (1.0 - d) * rel[j] - d * closest[j])
+        best, i = -math.inf, free[0]
+        for j in free:
+            v = gain[j] - d * closest[j]
+            if v > best:
+                best, i = v, j
         free.remove(i)
         if not picker.fits(cands[i]):
             continue
         picker.take(cands[i], out)
         for j in free:
-            if sims[j][i] > closest[j]:
-                closest[j] = sims[j][i]
+            s = sims[j][i]
+            if s > closest[j]:
+                closest[j] = s
 
 
 def apply_rules(
