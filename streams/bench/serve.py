@@ -136,6 +136,15 @@ class _Server:
             self.proc.kill()
 
 
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(a: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(a), q)) if a else float("nan")
 
@@ -259,7 +268,9 @@ def _hist_p99_ms(text: str, name: str) -> float | None:
     return None
 
 
-async def _measure(url: str, kafka: KafkaSettings, topics: Topics, b: ServeBench) -> list[Row]:
+async def _measure(
+    url: str, pid: int, kafka: KafkaSettings, topics: Topics, b: ServeBench
+) -> list[Row]:
     import aiohttp
 
     conn = aiohttp.TCPConnector(limit=200, ttl_dns_cache=300)
@@ -269,13 +280,19 @@ async def _measure(url: str, kafka: KafkaSettings, topics: Topics, b: ServeBench
         rows = [Row("serve", "serve: store caught up (/readyz 200)", f"{ready_s:.1f} s", what)]
         await _load(session, url, ServeBench(rate=200, seconds=1, users=b.users), FILTERS)  # warm
         for label, params in (("with filters", FILTERS), ("no filters", {"k": "10"})):
+            cpu0, own0 = _cpu_s(pid), time.process_time()
             lat, errors, achieved = await _load(session, url, b, params)
+            cpu1, own1 = _cpu_s(pid), time.process_time()
             p50, p99 = _pct(lat, 50), _pct(lat, 99)
+            cpu = ""
+            if cpu0 is not None and cpu1 is not None and lat:
+                cpu = (f"; server CPU {(cpu1 - cpu0) / len(lat) * 1000:.2f} ms/request, load "
+                       f"generator {(own1 - own0) / len(lat) * 1000:.2f}")  # fmt: skip
             rows.append(
                 Row(
                     "serve",
                     f"serve: GET recommendations {label}, p50 / p99",
-                    f"{p50:.1f} / {p99:.1f} ms at {achieved:,.0f} req/s ({errors} errors)",
+                    f"{p50:.1f} / {p99:.1f} ms at {achieved:,.0f} req/s ({errors} errors){cpu}",
                     f"open loop {b.rate:,.0f} req/s for {b.seconds:.0f} s, "
                     + ("&".join(f"{k}={v}" for k, v in params.items())),
                     f"p99 <= {TARGET_P99_MS:.0f} ms at 1,000 req/s" if params is FILTERS else "",
@@ -321,7 +338,7 @@ def bench_serve(b: ServeBench) -> list[Row]:
                 "VIDREC_TOPIC_INTERNAL_PARTITIONS": "2",
             }
         )
-        return asyncio.run(_measure(server.url, kafka, topics, b))
+        return asyncio.run(_measure(server.url, server.proc.pid, kafka, topics, b))
     finally:
         if server is not None:
             server.stop()
