@@ -602,6 +602,11 @@ def run_server(app: FastAPI, sock: socket.socket, access_log: bool = False) -> N
     import uvicorn
 
     config = uvicorn.Config(
-        app, log_level="warning", access_log=access_log, lifespan="on", timeout_graceful_shutdown=5
+        app,
+        log_level="warning",
+        access_log=access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,  # set forwarded addresses at the proxy; a header walk per call
     )
     uvicorn.Server(config).run(sockets=[sock])
