@@ -437,9 +437,10 @@ def live(kafka_bootstrap) -> Iterator[dict[str, Any]]:
     finally:
         http.close()
         sender.close()
-        server.stop()
+        stopped = server.stop()
         worker.stop()
         delete_prefix(kafka, prefix)
+    assert stopped == 0, "".join(server.lines[-20:])  # SIGTERM: a clean stop
 
 
 def wait_for(fn: Any, timeout_s: float, step_s: float = 0.01) -> Any:

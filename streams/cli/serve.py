@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from streams.cli.options import add_settings_argument, load_cli_settings
@@ -50,6 +51,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     auth = "API key required" if settings.api_key else "no API key"
     print(f"vidrec serve: listening on http://{shown}:{port} ({auth}; docs at /docs)",
           file=sys.stderr, flush=True)  # fmt: skip
-    run_server(make_app(settings, engine=engine), sock, settings.access_log)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: both end
+    # here as a normal stop (exit code 0), not as an interrupted command
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run_server(make_app(settings, engine=engine), sock, settings.access_log)
+    except KeyboardInterrupt:
+        pass
     print("vidrec serve: stopped", file=sys.stderr)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
