@@ -368,7 +368,7 @@ class StoreFeed:
         store: Store,
         kafka: KafkaSettings,
         topics: Topics,
-        fetch_max_wait_ms: int = 5,
+        fetch_max_wait_ms: int = 100,
         on_list: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
