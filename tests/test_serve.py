@@ -119,6 +119,13 @@ def test_mmr_trades_relevance_for_dissimilar_content():
     diverse, _ = apply_rules(items, 3, Rules(diversity=0.5), {}, vectors_of, NOW)
     assert [it["video_id"] for it in diverse][:2] == ["a1", "b1"]
     assert len({it["video_id"] for it in diverse}) == 3
+    # the same from the similarities a store keeps per list (unit rows: cosines)
+    rows = vectors_of([it["video_id"] for it in items])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    for d in (0.2, 0.5, 0.9):
+        plain_mmr = apply_rules(items, 4, Rules(diversity=d), {}, vectors_of, NOW)
+        kept = apply_rules(items, 4, Rules(diversity=d), {}, no_vectors, NOW, (), rows @ rows.T)
+        assert kept == plain_mmr
 
 
 @pytest.mark.parametrize(

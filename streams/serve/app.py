@@ -410,7 +410,10 @@ def create_app(
             body: dict[str, Any] = {"user_id": user_id, "source": "trending"}
         else:
             want = min(want, len(lst.items))
-            items, n_fill = apply_rules(lst.items, want, rules, meta, store.vectors_of, now, fill)
+            sims = store.list_sims(lst) if rules.diversity > 0 else None
+            items, n_fill = apply_rules(
+                lst.items, want, rules, meta, store.vectors_of, now, fill, sims
+            )
             body = {
                 "user_id": user_id,
                 "source": "list",

@@ -121,7 +121,12 @@ def _greedy(picker: _Picker, cands: list[Item], k: int, out: list[Item]) -> None
 
 
 def _mmr(
-    picker: _Picker, cands: list[Item], k: int, out: list[Item], vectors_of: VectorsOf
+    picker: _Picker,
+    cands: list[Item],
+    k: int,
+    out: list[Item],
+    vectors_of: VectorsOf,
+    sims_of: Callable[[list[Item]], np.ndarray | None] | None = None,
 ) -> None:
     """Greedy MMR: each step takes the item maximising
     ``(1 - d) * relevance - d * max cosine to what is already taken`` (Carbonell & Goldstein),
@@ -129,16 +134,19 @@ def _mmr(
     is not positive). Items already in ``out`` count as taken.
     """
     d = picker.rules.diversity
-    ids = [it["video_id"] for it in cands]
-    vecs = vectors_of([*ids, *(it["video_id"] for it in out)])
-    if vecs is None or not len(cands):
-        _greedy(picker, cands, k, out)
-        return
-    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-    vecs = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
     n = len(cands)
     # (candidates, candidates + already taken); a list of 20: plain Python beats numpy calls
-    sims: list[list[float]] = (vecs[:n] @ vecs.T).tolist()
+    sims: list[list[float]]
+    if sims_of is not None and not out and (got := sims_of(cands)) is not None:
+        sims = got.tolist()
+    else:
+        vecs = vectors_of([*(it["video_id"] for it in cands), *(it["video_id"] for it in out)])
+        if vecs is None or not n:
+            _greedy(picker, cands, k, out)
+            return
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
+        sims = (vecs[:n] @ vecs.T).tolist()
     scores = [float(it["score"]) for it in cands]
     lo, hi = min(scores), max(scores)
     if lo > 0:  # the engine's scores: a share of the best one
@@ -173,19 +181,29 @@ def apply_rules(
     vectors_of: VectorsOf,
     now: float,
     fill: Sequence[Item] = (),
+    sims: np.ndarray | None = None,
 ) -> tuple[list[Item], int]:
     """The first ``k`` items of ``items`` that pass ``rules``, then items of ``fill`` (trending,
     already marked) to make up ``k``; returns ``(items, how many came from fill)``.
 
     ``items`` are in the list's order (best first). With ``rules.diversity`` > 0 the order is
     MMR's over the admitted items; the fill keeps trending order but still avoids creators at
-    their cap.
+    their cap. ``sims``: the cosine similarities among ``items`` when the caller keeps them
+    (``Store.list_sims``), so diversity needs no vectors per request.
     """
     picker = _Picker(rules, meta, now)
     out: list[Item] = []
     cands = picker.candidates(items)
     if rules.diversity > 0:
-        _mmr(picker, cands, k, out, vectors_of)
+        sims_of = None
+        if sims is not None and sims.shape == (len(items), len(items)):
+            at = {it["video_id"]: i for i, it in enumerate(items)}
+
+            def sims_of(cs: list[Item]) -> np.ndarray:
+                pos = [at[it["video_id"]] for it in cs]
+                return sims[np.ix_(pos, pos)]
+
+        _mmr(picker, cands, k, out, vectors_of, sims_of)
     else:
         _greedy(picker, cands, k, out)
     n_list = len(out)

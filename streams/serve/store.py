@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 STORE_STAGES = (RECOMMENDATIONS, VIDEOS, VIDEO_VECTORS, ITEM_DELTAS, STATS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredList:
     """A user's latest published list, decoded once when it arrives (never per request)."""
 
@@ -54,6 +54,10 @@ class StoredList:
     generated_at: str
     trigger_event_id: str | None
     published_ms: int  # the record's Kafka timestamp
+    # cosine similarities among the items (for diversity), computed at the first request that
+    # asks, again when the store's vectors changed since (``_Vectors.version``)
+    sims: np.ndarray | None = None
+    sims_version: int = -1
 
 
 class _Vectors:
@@ -64,6 +68,7 @@ class _Vectors:
         self.ids: list[str] = []
         self.array: np.ndarray | None = None  # (capacity, dim) float32, unit rows
         self.has: np.ndarray = np.zeros(0, dtype=bool)
+        self.version = 0  # vectors set so far
 
     def idx(self, video_id: str) -> int:
         """Index of ``video_id``, registering it (without a vector) when new."""
@@ -99,6 +104,7 @@ class _Vectors:
         n = float(np.linalg.norm(vec))
         self.array[i] = vec / n if n > 0 else vec
         self.has[i] = True
+        self.version += 1
 
     def rows(self, ids: Sequence[str]) -> np.ndarray | None:
         if self.array is None:
@@ -265,6 +271,15 @@ class Store:
 
     def vectors_of(self, ids: Sequence[str]) -> np.ndarray | None:
         return self.vectors.rows(ids)
+
+    def list_sims(self, lst: StoredList) -> np.ndarray | None:
+        """Cosine similarities among a list's items (unit rows, zeros for unknown vectors),
+        kept on the list: diversity re-ranks the same 20 items on every request."""
+        if lst.sims_version != self.vectors.version:
+            rows = self.vectors.rows([it["video_id"] for it in lst.items])
+            lst.sims = None if rows is None else rows @ rows.T
+            lst.sims_version = self.vectors.version
+        return lst.sims
 
     def trending(self, n: int | None = None) -> list[Item]:
         """The most popular videos now, best first, as items with the reason ``trending``."""
