@@ -189,6 +189,14 @@ def test_store_similar_and_trending_from_vectors_and_deltas():
                   / np.linalg.norm(vectors[0]) / np.linalg.norm(vectors[i])))  # fmt: skip
     assert [x["video_id"] for x in sims] == [f"v{i}" for i in want]
     assert s.similar("nope", 5) is None
+    # a list keeps its items' cosines; an item without a vector yet gets it when one comes
+    assert s.apply(RECOMMENDATIONS, b"u", recs("u", ["v0", "v1", "v6"]))
+    kept = s.list_sims(s.list_of("u"))
+    assert kept is not None and kept[0, 2] == 0.0
+    assert kept[0, 1] == pytest.approx(float(np.dot(vectors[0], vectors[1]) / np.linalg.norm(
+        vectors[0]) / np.linalg.norm(vectors[1])), rel=1e-5)  # fmt: skip
+    assert s.apply(VIDEO_VECTORS, b"v6", vid(6, vectors[0]))
+    assert s.list_sims(s.list_of("u"))[0, 2] == pytest.approx(1.0, rel=1e-5)
     # popularity: v5 watched 3 times, v4 twice; co-counts v4 -> v5
     ts = time.time()
     d = ItemDeltas(cooc=[("v4", "v5", 1.0, ts)],

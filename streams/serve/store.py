@@ -12,6 +12,7 @@ this" agree with what the workers rank by.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter
@@ -54,10 +55,11 @@ class StoredList:
     generated_at: str
     trigger_event_id: str | None
     published_ms: int  # the record's Kafka timestamp
-    # cosine similarities among the items (for diversity), computed at the first request that
-    # asks, again when the store's vectors changed since (``_Vectors.version``)
+    # cosine similarities among the items (for diversity), computed when the list arrives;
+    # computed again at a request when some item had no vector then and vectors came since
     sims: np.ndarray | None = None
     sims_version: int = -1
+    sims_complete: bool = False
 
 
 class _Vectors:
@@ -205,13 +207,15 @@ class Store:
             return
         msg = decode(value, expect=Recommendations)
         assert isinstance(msg, Recommendations)
-        self.lists[msg.user_id] = StoredList(
+        lst = StoredList(
             msg.user_id,
             [it.model_dump(mode="json", exclude_none=True) for it in msg.items],
             msg.generated_at.isoformat(),
             msg.trigger_event_id,
             ts_ms,
         )
+        self.list_sims(lst)  # here, once, rather than on the request path
+        self.lists[msg.user_id] = lst
 
     def _apply_video(self, v: VideoPublished) -> None:
         self.videos[v.video_id] = VideoMeta(
@@ -275,10 +279,14 @@ class Store:
     def list_sims(self, lst: StoredList) -> np.ndarray | None:
         """Cosine similarities among a list's items (unit rows, zeros for unknown vectors),
         kept on the list: diversity re-ranks the same 20 items on every request."""
-        if lst.sims_version != self.vectors.version:
-            rows = self.vectors.rows([it["video_id"] for it in lst.items])
+        v = self.vectors
+        if not lst.sims_complete and lst.sims_version != v.version:
+            ids = [it["video_id"] for it in lst.items]
+            rows = v.rows(ids)
             lst.sims = None if rows is None else rows @ rows.T
-            lst.sims_version = self.vectors.version
+            lst.sims_version = v.version
+            # a video's vector never changes: once every item has one, the matrix is final
+            lst.sims_complete = all((i := v.index.get(vid)) is not None and v.has[i] for vid in ids)
         return lst.sims
 
     def trending(self, n: int | None = None) -> list[Item]:
@@ -423,6 +431,7 @@ class StoreFeed:
 
     async def _run(self) -> None:
         c, store, stage_of = self._consumer, self.store, self.stage_of
+        frozen = False
         try:
             while True:
                 batch = await c.getmany(timeout_ms=200, max_records=1000)
@@ -436,6 +445,11 @@ class StoreFeed:
                     store.note(tp.topic, tp.partition, records[-1].offset + 1, c.highwater(tp))
                 if batch:
                     await asyncio.sleep(0)  # let requests in between big catch-up batches
+                if not frozen and store.ready:
+                    # what catch-up loaded lives as long as the server: keep the cyclic GC
+                    # from walking it again and again (its full passes are the p99's spikes)
+                    gc.freeze()
+                    frozen = True
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a dead feed must show: /readyz turns 503, and it is logged
