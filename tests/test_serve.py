@@ -341,6 +341,23 @@ def test_metrics_parse_and_label_routes_by_template(client):
     assert (users, videos) == (1, 6)
 
 
+def test_user_ids_are_pseudonymised_as_every_producer_does():
+    from fastapi.testclient import TestClient
+
+    from streams.serve.app import create_app
+    from streams.wire.privacy import Pseudonymiser
+
+    p = Pseudonymiser("a-key-of-sixteen-chars")
+    s = Store()
+    s.apply(RECOMMENDATIONS, b"", recs(p.user_id("alice"), ["v1", "v2"]))
+    with TestClient(create_app(s, ServeSettings(), pseudonymiser=p)) as c:
+        body = c.get("/users/alice/recommendations").json()
+        assert body["source"] == "list" and body["user_id"] == "alice"
+        assert c.get(f"/users/{p.user_id('alice')}/recommendations").json()["source"] == (
+            "trending"
+        )
+
+
 # -- the real path: a worker and a server on the broker ------------------------------------------
 PARTITIONS = 2
 N_VIDEOS = 30
@@ -596,3 +613,17 @@ def test_server_metrics_move_as_lists_flow(live):
     assert users >= BACKLOG
     data = live["http"].get("/dashboard/data").json()
     assert data["server"]["ready"] and data["server"]["bad_records"] == {"recommendations": 1}
+
+
+@pytest.mark.kafka
+def test_the_serve_bench_section_reports_its_figures(kafka_bootstrap):
+    from streams.bench.serve import ServeBench, bench_serve
+
+    rows = bench_serve(ServeBench(users=200, videos=200, rate=100, seconds=1, list_rate=20,
+                                  list_seconds=1, dim=16))  # fmt: skip
+    names = [r.name for r in rows]
+    assert any("with filters" in n for n in names) and any("visible" in n for n in names)
+    for r in rows:
+        assert r.figure and "nan" not in r.figure, r
+    load = next(r for r in rows if "with filters" in r.name)
+    assert "(0 errors)" in load.figure and load.met is None  # 100 req/s: no verdict
