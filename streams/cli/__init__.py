@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "streams.cli.forget",
     "streams.cli.dead_letters",
     "streams.cli.worker",
+    "streams.cli.serve",
     "streams.cli.up",
     "streams.cli.soak",
     "streams.cli.tune",

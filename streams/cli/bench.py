@@ -24,7 +24,7 @@ from streams.bench.sample import bench_sample
 from streams.bench.streaming import bench_streaming
 from streams.cli.options import add_log_argument, log_or_sample
 
-SECTIONS = ("encoder", "sample", "engine", "index", "streaming", "freshness", "memory")
+SECTIONS = ("encoder", "sample", "engine", "index", "streaming", "freshness", "memory", "serve")
 
 
 # Settings of the full suite and of --quick (the tests' tiny run); a flag given wins over both.
@@ -50,6 +50,10 @@ FULL: dict[str, Any] = {
     "memory_active": 5_000,
     "memory_days": 180.0,
     "memory_rank_every": 100,
+    "serve_users": 10_000,
+    "serve_videos": 10_000,
+    "serve_rate": 1000.0,
+    "serve_seconds": 10.0,
 }
 
 
@@ -76,6 +80,10 @@ QUICK: dict[str, Any] = {
     "memory_active": 500,
     "memory_days": 30.0,
     "memory_rank_every": 50,
+    "serve_users": 500,
+    "serve_videos": 500,
+    "serve_rate": 200.0,
+    "serve_seconds": 2.0,
 }
 
 
@@ -137,6 +145,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     opt(g, "--memory-active", int, "users active at a time")
     opt(g, "--memory-days", float, "stream time of the replay, days")
     opt(g, "--memory-rank-every", int, "rank one event in N (all are learned)")
+    g = p.add_argument_group("serve (vidrec serve on loopback, topics on the broker)")
+    opt(g, "--serve-users", int, "users with a list in the store")
+    opt(g, "--serve-videos", int, "videos with metadata and vectors")
+    opt(g, "--serve-rate", float, "requests/s of the open-loop load")
+    opt(g, "--serve-seconds", float, "length of each load run (and of the new-list run)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -199,6 +212,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         report.rss = series
         report.add(*rows)
+    if "serve" in only:
+        why = broker_answers()
+        if why is not None:
+            report.add(Row("serve", "serve", "skipped", why))
+        else:
+            from streams.bench.serve import ServeBench, bench_serve
+
+            b = ServeBench(args.serve_users, args.serve_videos, args.serve_rate,
+                           args.serve_seconds, list_seconds=args.serve_seconds)  # fmt: skip
+            report.add(*bench_serve(b))
     load_after = load_average()
     table = format_rows(report.rows)
     print(table)
