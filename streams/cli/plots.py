@@ -218,6 +218,8 @@ def plot_search(result: Any, path: str | Path, base: Any) -> dict[str, Any]:
     as a cross, the chosen settings as a star); below, one small panel per setting some trial
     changed, the trials' values against their first-rung objective (grey: the trial kept the
     default). Returns ``search_data``."""
+    from matplotlib import ticker
+
     from workers.tuning import SPACE
 
     plt = _pyplot()
@@ -277,10 +279,16 @@ def plot_search(result: Any, path: str | Path, base: Any) -> dict[str, Any]:
                 labels.append(str(kd["default"]))
             xs = [labels.index(str(v)) for v in values]
             a.set_xticks(range(len(labels)), labels, fontsize=7)
+            a.set_xlim(-0.5, len(labels) - 0.5)
         else:
             xs = [float(v) for v in values]
             if knob is not None and knob.log:
                 a.set_xscale("log")
+                if not knob.span:  # the whole searched range, so a short one still has ticks
+                    a.set_xlim(knob.low / 1.2, knob.high * 1.2)
+                a.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+                a.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+                a.xaxis.set_minor_formatter(ticker.NullFormatter())
         for x, y, varied, key in zip(xs, kd["objective"], kd["varied"], kd["trial"], strict=True):
             if key == data["chosen"] and key != 0:
                 a.plot(x, y, "*", color="black", markersize=10, zorder=5)
