@@ -66,12 +66,9 @@ def plot_segments(
     half = x[n // 2 - 1] if n % 2 == 0 and len(x) == n else None
     last20 = x[4 * n // 5 - 1] if n % 5 == 0 and len(x) == n else None
     user_events = segs[-1]["end_event"]
+    span = "per tenth of the stream" if n == 10 else f"per {n}-th of the stream"
     title = (
-        f"HR@{k} per tenth of the stream: {Path(log).name}\n"
-        f"{user_events:,} user events, {first['events']:,} scored"
-        if n == 10
-        else f"HR@{k} per segment: {Path(log).name}\n"
-        f"{user_events:,} user events, {first['events']:,} scored"
+        f"HR@{k} {span}: {Path(log).name}\n{user_events:,} user events, {first['events']:,} scored"
     )
     fig, ax = plt.subplots(figsize=(9, 4.8))
     for name, ys in lines.items():
