@@ -46,19 +46,51 @@ METRICS = {**WORKER_METRICS, **SERVER_METRICS}
 TARGET_LABELS = {"instance", "job"}
 
 
-def series(name: str) -> dict[str, tuple[str, set[str]]]:
+# faust's own sensor (faust.sensors.prometheus), which the worker serves beside them with this
+# name prefix; its names are read from faust's source below
+FAUST_PREFIX = "faust"
+
+
+def series(
+    name: str, kind: str, labels: tuple[str, ...], counter_suffix: str = ""
+) -> dict[str, tuple[str, set[str]]]:
     """The series a metric family is exposed as, each with its family and labels."""
-    kind, labels = METRICS[name]
     if kind == "histogram":
         return {
             f"{name}_bucket": (name, {*labels, "le"}),
             f"{name}_count": (name, set(labels)),
             f"{name}_sum": (name, set(labels)),
         }
+    if kind == "counter":
+        return {f"{name}{counter_suffix}": (name, set(labels))}
     return {name: (name, set(labels))}
 
 
-SERIES = {s: v for name in METRICS for s, v in series(name).items()}
+def faust_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """faust's sensor metrics, by name with ``FAUST_PREFIX``: read from the calls
+    ``Counter(f"{app_name}_...", help, [labels], ...)`` in faust's installed source."""
+    import faust.sensors.prometheus as sensor
+
+    found: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for node in ast.walk(ast.parse(Path(sensor.__file__).read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        kind = node.func.id.lower()
+        if kind not in {"counter", "gauge", "histogram"} or not node.args:
+            continue
+        first = node.args[0]
+        if not isinstance(first, ast.JoinedStr) or len(first.values) != 2:
+            continue
+        suffix = first.values[1]
+        assert isinstance(suffix, ast.Constant)
+        labels: tuple[str, ...] = ()
+        if len(node.args) > 2 and isinstance(node.args[2], ast.List):
+            labels = tuple(e.value for e in node.args[2].elts if isinstance(e, ast.Constant))
+        found[FAUST_PREFIX + suffix.value] = (kind, labels)
+    return found
+
+
+SERIES = {s: v for name, (k, lab) in METRICS.items() for s, v in series(name, k, lab).items()}
 
 
 def load_yaml(path: Path) -> Any:
@@ -80,21 +112,46 @@ def dashboard_queries() -> list[tuple[str, str]]:
     ]
 
 
+def all_series() -> dict[str, tuple[str, set[str]]]:
+    """vidrec's series and faust's (prometheus-client names a counter's sample ``_total``)."""
+    faust = {
+        s: v
+        for name, (k, lab) in faust_metrics().items()
+        for s, v in series(name, k, lab, counter_suffix="_total").items()
+    }
+    return {**SERIES, **faust}
+
+
+def metric_names(expr: str) -> list[str]:
+    return re.findall(rf"\b(?:vidrec|{FAUST_PREFIX})_\w+(?=[\[{{ )]|$)", expr)
+
+
+def test_faust_sensor_metrics_are_read_from_faust():
+    faust = faust_metrics()
+    assert len(faust) >= 20  # the sensor's metric families
+    assert faust["faust_messages_received_per_topic"] == ("counter", ("topic",))
+    assert faust["faust_events_runtime_ms"][0] == "histogram"
+
+
 def test_dashboard_asks_only_for_registered_metrics_and_shows_them_all():
+    known = all_series()
     used: set[str] = set()
     queries = dashboard_queries()
     assert len(queries) >= 15
     for title, expr in queries:
-        names = re.findall(r"\bvidrec_\w+", expr)
-        assert names, f"{title}: {expr} reads no vidrec metric"
-        unknown = [n for n in names if n not in SERIES]
+        names = metric_names(expr)
+        assert names, f"{title}: {expr} reads no vidrec or faust metric"
+        unknown = [n for n in names if n not in known]
         assert not unknown, f"{title}: {unknown} is not a metric the code registers"
-        used.update(SERIES[n][0] for n in names)
-    assert used == set(METRICS), f"metrics on no panel: {set(METRICS) - used}"
+        used.update(known[n][0] for n in names)
+    missing = set(METRICS) - used
+    assert not missing, f"metrics on no panel: {missing}"
+    assert used - set(METRICS), "no panel of faust's own sensor"
 
 
 def test_dashboard_queries_parse_and_group_by_labels_their_series_have():
     promql = pytest.importorskip("promql_parser")  # pip install promql-parser
+    known = all_series()
     for title, expr in dashboard_queries():
         tree = promql.parse(expr)  # raises on a query Prometheus would reject
         names: list[str] = []
@@ -107,9 +164,9 @@ def test_dashboard_queries_parse_and_group_by_labels_their_series_have():
                 grouped.update(node.modifier.labels)
 
         promql.walk(tree, visit)
-        assert names and all(n in SERIES for n in names), f"{title}: {expr}"
-        assert sorted(names) == sorted(re.findall(r"\bvidrec_\w+", expr))
-        labels = set().union(*(SERIES[n][1] for n in names)) | TARGET_LABELS
+        assert names and all(n in known for n in names), f"{title}: {expr}"
+        assert sorted(names) == sorted(metric_names(expr))
+        labels = set().union(*(known[n][1] for n in names)) | TARGET_LABELS
         assert grouped <= labels, f"{title}: grouped by {grouped - labels}, which no series has"
 
 
@@ -206,6 +263,21 @@ def _literals(package: str) -> tuple[bool, set[str]]:
                 mods += [a.name for a in node.names]
                 uses = uses or any(m.startswith("prometheus_client") for m in mods)
     return uses, found
+
+
+def test_the_worker_serves_faust_metrics_under_the_dashboards_prefix():
+    calls = [
+        node
+        for path in (ROOT / "streams" / "worker").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", "")) == "setup_prometheus_sensors"
+    ]
+    if not calls:
+        pytest.skip("the worker does not set up faust's Prometheus sensor yet")
+    for call in calls:
+        prefix = {k.arg: k.value for k in call.keywords}.get("name_prefix")
+        assert isinstance(prefix, ast.Constant) and prefix.value == FAUST_PREFIX
 
 
 @pytest.mark.parametrize(
