@@ -72,9 +72,9 @@ def test_evaluate_plot_draws_the_per_segment_figures(tmp_path, monkeypatch, caps
     log = str(default_sample_path())
     argv = ["evaluate", "--baselines", "--only", "item-knn,popularity", "--limit", str(LIMIT)]
     assert main([*argv, "--plot", str(png), "--json", "--quiet"]) == 0
-    printed = capsys.readouterr().out
-    results = json.loads(printed[: printed.rindex("}") + 1])
-    assert f"plot: {png}" in printed
+    printed = capsys.readouterr()
+    results = json.loads(printed.out)  # the notice of the plot goes to stderr under --json
+    assert f"plot: {png}" in printed.err
     assert_png(png)
     ((args, drawn),) = calls
     assert set(drawn["lines"]) == {"item-knn", "popularity"}
@@ -108,8 +108,7 @@ def test_evaluate_plot_of_a_recommendations_file(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     calls = _spy(monkeypatch, "plot_segments")
     assert main(["evaluate", str(log), str(recs), "--plot", str(png), "--json"]) == 0
-    out = capsys.readouterr().out
-    report = json.loads(out[: out.rindex("}") + 1])
+    report = json.loads(capsys.readouterr().out)
     assert_png(png)
     ((_, drawn),) = calls
     assert drawn["lines"] == {"recs.jsonl": report["curve_hr@10"]}

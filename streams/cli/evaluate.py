@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,8 @@ def _plot(args: argparse.Namespace, path: str, results: dict[str, dict[str, Any]
         from streams.cli.plots import plot_segments
 
         plot_segments(results, args.plot, path)
-        print(f"plot: {args.plot}")
+        # stdout stays one JSON document under --json
+        print(f"plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
 
 
 def evaluate_files(log: str, recs: str, limit: int = 0) -> dict[str, Any]:
