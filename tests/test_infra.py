@@ -130,7 +130,7 @@ def test_faust_sensor_metrics_are_read_from_faust():
     faust = faust_metrics()
     assert len(faust) >= 20  # the sensor's metric families
     assert faust["faust_messages_received_per_topic"] == ("counter", ("topic",))
-    assert faust["faust_events_runtime_ms"][0] == "histogram"
+    assert faust["faust_producer_send_latency"][0] == "histogram"
 
 
 def test_dashboard_asks_only_for_registered_metrics_and_shows_them_all():
