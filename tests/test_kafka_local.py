@@ -113,7 +113,7 @@ def test_compose_file_wires_the_services() -> None:
     root = kafka_script().parents[2]
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"kafka", "qdrant", "worker"}
+    assert set(services) == {"kafka", "qdrant", "worker", "serve", "prometheus", "grafana"}
     env = services["kafka"]["environment"]
     listeners = {x.split("://")[0] for x in env["KAFKA_LISTENERS"].split(",")}
     mapped = {x.split(":")[0] for x in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")}

@@ -25,6 +25,7 @@ import math
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,8 @@ class Evaluator:
         # one entry per scored target, as compact arrays: stream position, rank (-1 = missed)
         self._pos = array("q")
         self._rank = array("i")
+        # every user event's stream time (unix s), so the curve's segments can be dated
+        self._ts = array("d")
 
     def on_video(self, video: VideoPublished) -> None:
         self._published.setdefault(video.video_id, video.published_at.timestamp())
@@ -85,6 +88,7 @@ class Evaluator:
     def on_event(self, event: UserEvent) -> None:
         position = self.user_events
         self.user_events += 1
+        self._ts.append(event.ts.timestamp())
         if event.type not in POSITIVE:
             return
         pos = self._positives.setdefault(event.user_id, set())
@@ -168,4 +172,42 @@ class Evaluator:
         out[f"curve_hr@{k0}"] = [
             float(h / n) if n else 0.0 for h, n in zip(hits, n_bin, strict=True)
         ]
+        return out
+
+    def segments(self, bins: int = CURVE_BINS) -> list[dict[str, Any]]:
+        """The stream cut into ``bins`` runs of user events, as ``curve_hr@K`` cuts it, with
+        what a plot over stream time needs: per segment its user events ``[first_event,
+        end_event)``, the stream time (ISO-8601, UTC) of its first and last user event, its
+        scored targets and HR@K for each K. HR@K of the smallest K is ``curve_hr@K``; the
+        first half is the first ``bins // 2`` segments when ``bins`` is even, and the last 20 %
+        the last fifth when ``bins`` is a multiple of 5, as ``h1_`` and ``last20_`` cut them.
+        A segment without user events (a stream shorter than ``bins``) has no times."""
+        total = self.user_events
+        pos = np.frombuffer(self._pos, dtype=np.int64)
+        rank = np.frombuffer(self._rank, dtype=np.int32)
+        ts = np.frombuffer(self._ts, dtype=np.float64)
+        of_event = np.minimum(np.arange(total, dtype=np.int64) * bins // max(total, 1), bins - 1)
+        bounds = np.searchsorted(of_event, np.arange(bins + 1))
+        of_target = np.minimum(pos * bins // max(total, 1), bins - 1)
+        n_bin = np.bincount(of_target, minlength=bins)
+
+        def iso(i: int) -> str:
+            return datetime.fromtimestamp(float(ts[i]), UTC).isoformat()
+
+        out: list[dict[str, Any]] = []
+        for b in range(bins):
+            lo, hi = int(bounds[b]), int(bounds[b + 1])
+            n = int(n_bin[b])
+            seg: dict[str, Any] = {
+                "first_event": lo,
+                "end_event": hi,
+                "start": iso(lo) if hi > lo else None,
+                "end": iso(hi - 1) if hi > lo else None,
+                "targets": n,
+            }
+            in_bin = of_target == b
+            for k in self.ks:
+                hits = int((in_bin & (rank >= 0) & (rank < k)).sum())
+                seg[f"hr@{k}"] = hits / n if n else 0.0
+            out.append(seg)
         return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--limit", type=int, default=0, help="stop after this many log lines")
     e.add_argument("--json", action="store_true", help="print results as JSON")
     e.add_argument("--markdown", help="also write the table as markdown to this file")
+    e.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw HR@10 per tenth of the stream (dated by its last event) for each system, "
+        "the halves marked (needs matplotlib)",
+    )
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     add_settings_argument(e)
     e.set_defaults(func=cmd_evaluate)
@@ -51,6 +58,14 @@ def _fmt(x: float) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     path = log_or_sample(args.log, must_exist=True)
+    if args.plot:
+        # before a replay that may take minutes, not after it
+        from streams.cli.plots import PlotError, require_matplotlib
+
+        try:
+            require_matplotlib("evaluate --plot")
+        except PlotError as exc:
+            raise SystemExit(str(exc)) from None
     if args.baselines:
         return _evaluate_baselines(path, args)
     if not args.recs:
@@ -60,8 +75,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         for k, v in report.items():
-            print(f"{k:<24}{_fmt(v)}")
+            if k != "segments":  # the plot's data: in --json, too long for a line
+                print(f"{k:<24}{_fmt(v)}")
+    _plot(args, path, {Path(args.recs).name: report})
     return 0
+
+
+def _plot(args: argparse.Namespace, path: str, results: dict[str, dict[str, Any]]) -> None:
+    if args.plot:
+        from streams.cli.plots import plot_segments
+
+        plot_segments(results, args.plot, path)
+        # stdout stays one JSON document under --json
+        print(f"plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
 
 
 def evaluate_files(log: str, recs: str, limit: int = 0) -> dict[str, Any]:
@@ -103,7 +129,7 @@ def evaluate_files(log: str, recs: str, limit: int = 0) -> dict[str, Any]:
             r = recs_for(msg.event_id)
             if r is not None:
                 ev.on_recommendations(r)
-    return ev.report()
+    return {**ev.report(), "segments": ev.segments()}
 
 
 SYSTEMS = (
@@ -169,6 +195,7 @@ def run_systems(
             for idx in indexes:
                 idx.close()
         res = ev.report()
+        res["segments"] = ev.segments()
         res["events_per_s"] = stats.summary()["events_per_s"]
         res["seconds"] = round(time.perf_counter() - t0, 1)
         results[name] = res
@@ -227,4 +254,5 @@ def _evaluate_baselines(path: str, args: argparse.Namespace) -> int:
         print(table)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n", encoding="utf-8")
+    _plot(args, path, results)
     return 0

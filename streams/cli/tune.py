@@ -58,6 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--plot", help="draw HR@10 per tenth of the stream, defaults vs tuned (PNG)")
     p.add_argument(
+        "--plot-search",
+        metavar="FILE.png",
+        help="draw the search (PNG): each replay's NDCG@10 in launch order with the best so far "
+        "per rung and on the held-out part, and each changed setting's trial values against "
+        "their first-rung NDCG@10",
+    )
+    p.add_argument(
         "--tune-fraction",
         type=float,
         default=0.5,
@@ -100,6 +107,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise SystemExit("vidrec tune: --tune-fraction must be between 0.05 and 0.95")
     if args.trials < 1:
         raise SystemExit("vidrec tune: --trials must be at least 1")
+    if args.plot or args.plot_search:
+        # before a search that may take its whole budget, not after it
+        from streams.cli.plots import PlotError, require_matplotlib
+
+        try:
+            require_matplotlib("tune --plot")
+        except PlotError as exc:
+            raise SystemExit(str(exc)) from None
     loaded = load_cli_settings("tune", None)
     if args.encoder == "hashing":
         encoder: Any = HashingEncoder()
@@ -150,8 +165,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"\nwrote {args.out}: use it with `vidrec run --settings {args.out}` or {SETTINGS_FILE_ENV}"
     )
     if args.plot:
+        from streams.cli.plots import plot_curves
+
         plot_curves(result, args.plot)
         print(f"plot: {args.plot}")
+    if args.plot_search:
+        from streams.cli.plots import plot_search
+
+        plot_search(result, args.plot_search, loaded.engine)
+        print(f"search plot: {args.plot_search}")
     return 0
 
 
@@ -214,34 +236,3 @@ def format_result(result: Any) -> str:
         changed = ", ".join(f"{k}: {v}" for k, v in sorted(result.changed.items()))
         rows.append(f"\nchanged settings: {changed}")
     return "\n".join(rows)
-
-
-def plot_curves(result: Any, path: str) -> None:
-    """HR@10 per tenth of the stream, defaults vs the chosen settings (matplotlib, lazily)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    xs = [i + 0.5 for i in range(10)]
-    lines = [("defaults", result.defaults, "-")]
-    if result.best is not result.defaults:
-        lines.append(("tuned", result.best, "-"))
-    elif result.finalists:  # the defaults were kept: show what they beat
-        top = max(result.finalists, key=lambda t: t.validation["heldout"]["ndcg@10"])
-        lines.append((f"best finalist, trial {top.key} (not kept)", top, "--"))
-    for label, t, style in lines:
-        ax.plot(xs, t.validation["curve_hr@10"], style, marker="o", label=label)
-    cut = 10 * result.tuning_events / result.user_events
-    ax.axvline(cut, color="grey", linestyle="--", linewidth=1)
-    ax.text(cut, ax.get_ylim()[1], " held out ->", va="top", fontsize=8, color="grey")
-    ax.set_xlabel("tenth of the stream (user events)")
-    ax.set_ylabel("HR@10 (next event)")
-    ax.set_xlim(0, 10)
-    ax.set_title("vidrec tune: prequential HR@10 over stream time")
-    ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
