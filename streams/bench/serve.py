@@ -11,7 +11,10 @@ and content vectors, some item deltas for trending), wait for ``/readyz``, then
 - new lists are produced at a fixed rate, a sample of them polled every 5 ms until the API
   returns it: publication (the record's Kafka timestamp) -> visible, beside the server's own
   histogram of every list (Kafka timestamp -> applied in the store, i.e. visible to the next
-  request).
+  request);
+- the dashboard (``/``) opened in Debian's headless Chromium (selenium, when both are
+  installed) while worker stats records arrive on the ``stats`` topic as a worker sends them:
+  the page's load time and the time until its first live figures are drawn.
 
 The load generator runs in this process and shares the machine's cores with the server and
 the broker, so the figures are an upper bound of what a dedicated server would show.
@@ -46,6 +49,7 @@ from streams.wire.topics import Topics, TopicSettings, create_topics, delete_pre
 
 TARGET_P99_MS = 10.0
 TARGET_VISIBLE_P99_MS = 100.0
+TARGET_DASHBOARD_MS = 2000.0
 POLL_EVERY = 5  # lists polled through the API: one in this many (the server times them all)
 FILTERS = {
     "k": "10",
@@ -392,7 +396,74 @@ async def _measure(
                 p99 <= TARGET_VISIBLE_P99_MS and missed == 0,
             )
         )
+        rows.append(await asyncio.to_thread(_dashboard, url, kafka, topics))
     return rows
+
+
+def _dashboard(url: str, kafka: KafkaSettings, topics: Topics) -> Row:
+    """Open the page in headless Chromium while stats records flow; a row with its timings."""
+    import shutil
+
+    from schemas.wire import WorkerStats
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    what = "headless Chromium, a cold page, worker stats records every 0.5 s"
+    target = f"loaded and live < {TARGET_DASHBOARD_MS / 1000:.0f} s"
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        chromium = None
+    if not (chromium and driver_path):
+        why = "skipped: needs chromium, chromedriver and selenium"
+        return Row("serve", "serve: dashboard in a browser", why, what, target, None)
+    stop = threading.Event()
+
+    def stats() -> None:  # what a worker at 500 events/s would send
+        producer = make_producer(kafka)
+        t0, n = time.time(), 0
+        while not stop.is_set():
+            n += 1
+            rec = WorkerStats(worker_id="bench:1", at=time.time(), started_at=t0, events=250 * n,
+                              lists=250 * n, latency_p50_ms=12.0, latency_p99_ms=40.0,
+                              hr10=0.2, ndcg10=0.1, quality_window=1000)  # fmt: skip
+            producer.send(topics.stats, key=b"bench:1", value=rec.to_json())
+            producer.flush()
+            stop.wait(0.5)
+        producer.close()
+
+    feeder = threading.Thread(target=stats, daemon=True)
+    feeder.start()
+    time.sleep(1.5)  # two records: the server has a rate to draw
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    opts.binary_location = chromium
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        t0 = time.perf_counter()
+        driver.get(url + "/")
+        live_ms = None
+        while time.perf_counter() - t0 < 20:
+            if driver.execute_script(
+                "const d = window.vidrecDash, s = ((d || {}).last || {}).series || [];"
+                "return s.length > 0 && s[s.length - 1].events_per_s > 0;"
+            ):
+                live_ms = (time.perf_counter() - t0) * 1000
+                break
+            time.sleep(0.02)
+        load_ms = driver.execute_script(
+            "return performance.getEntriesByType('navigation')[0].loadEventEnd"
+        )
+    finally:
+        driver.quit()
+        stop.set()
+        feeder.join(timeout=10)
+    got = f"loaded in {load_ms:.0f} ms, " + (
+        f"live figures drawn after {live_ms:.0f} ms" if live_ms is not None else "no live figures"
+    )
+    ok = live_ms is not None and live_ms <= TARGET_DASHBOARD_MS and load_ms <= TARGET_DASHBOARD_MS
+    return Row("serve", "serve: dashboard in a browser", got, what, target, ok)
 
 
 def bench_serve(b: ServeBench) -> list[Row]:
