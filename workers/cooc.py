@@ -270,6 +270,38 @@ class CoOccurrence:
             self._mark,
         )
 
+    def best_history(self, history: History, targets: np.ndarray) -> np.ndarray:
+        """For each of ``targets``, the position in ``history`` of the item that gave it the
+        most of its ``score_history_arrays`` score (-1: none): "because you watched X"."""
+        length = self._length
+        n_len = len(length)
+        hist: list[int] = []
+        mult: list[float] = []
+        where: list[int] = []
+        for pos, (prev, _ts, w) in enumerate(history[: self.window]):
+            if prev < n_len and length[prev]:
+                hist.append(prev)
+                mult.append(self.position_decay**pos * min(w, 3.0))
+                where.append(pos)
+        out = np.full(len(targets), -1, dtype=np.int64)
+        if not hist or not len(targets):
+            return out
+        shrink = self.shrink * (self.clock.factor(self._last_ts) if self._last_ts else 1.0)
+        best = kernels.cooc_best(
+            np.array(hist, dtype=np.int64),
+            np.array(mult, dtype=np.float64),
+            self._start,
+            length,
+            self._keys,
+            self._vals,
+            self._total,
+            shrink,
+            np.asarray(targets, dtype=np.int64),
+        )
+        found = best >= 0
+        out[found] = np.array(where, dtype=np.int64)[best[found]]
+        return out
+
     def __len__(self) -> int:
         return self._n_rows
 

@@ -37,6 +37,7 @@ from schemas import (
     recommended_items,
     utcnow,
 )
+from schemas.messages import Reason, ReasonKind, trusted_reason
 from schemas.wire import ItemDeltas
 from workers.catalog import Catalog
 from workers.cooc import CoOccurrence
@@ -282,6 +283,7 @@ class Engine:
             idx = self.catalog.add(v.video_id, pub)
             same = self.catalog.has_content[idx] and np.array_equal(self.catalog.vectors[idx], vec)
             self.catalog.set_content(idx, vec, pub)
+            self.catalog.set_category(idx, v.category)
             if new:
                 self.factors.add_item(idx, vec if self.encoder is not None else None, v.video_id)
             elif not same:  # a redelivered video must not blend its content in again
@@ -475,7 +477,11 @@ class Engine:
             st.last_recs = array("i", ranked.items.astype(np.int32).tobytes())
         if len(ranked.items) > k:
             ranked = Ranked(
-                ranked.items[:k], ranked.scores[:k], ranked.sources[:k], ranked.fresh[:k]
+                ranked.items[:k],
+                ranked.scores[:k],
+                ranked.sources[:k],
+                ranked.fresh[:k],
+                ranked.history,
             )
         ids = [self.catalog.ids[i] for i in ranked.items]
         return self._message(user_id, ranked, ids, trigger_event_id, t0)
@@ -1060,7 +1066,9 @@ class Engine:
         cold = self.popularity.views_of(items) < cfg.cold_views
         if not self.settings.cold_any_age:
             cold &= (self.now - self.catalog.published_at[items]) < cfg.fresh_s
-        return fuse_and_rank(items, feats, self.fusion, k, cfg, cold)
+        ranked = fuse_and_rank(items, feats, self.fusion, k, cfg, cold)
+        ranked.history = p.hist
+        return ranked
 
     def _cached_candidates(self, user_id: str, st: UserState | None) -> CachedCandidates | None:
         c = self._cands.get(user_id)
@@ -1182,8 +1190,8 @@ class Engine:
         # twenty nested models per event would cost more than ranking them.
         scores = np.round(ranked.scores.astype(np.float64), 6).tolist()
         cols = ranked.sources if self.seq is not None else ranked.sources[:, :4]
-        sources = np.round(cols.astype(np.float64), 6).tolist()
-        items = recommended_items(ids, scores, sources)
+        rounded = np.round(cols.astype(np.float64), 6)
+        items = recommended_items(ids, scores, rounded.tolist(), self._reasons(ranked, rounded))
         return Recommendations.model_construct(
             schema_version=SCHEMA_VERSION,
             kind="recommendations",
@@ -1198,6 +1206,51 @@ class Engine:
                 "events": str(self.n_events),
             },
         )
+
+    def _reasons(self, ranked: Ranked, sources: np.ndarray) -> list[Reason]:
+        """Why each published item is there (the rule is ``schemas.messages.Reason``'s).
+
+        Read from the scores as published (``sources``, rounded), so a reason never names a
+        source whose score shows as zero. Only the list's own items are looked at: the
+        co-count kernel searches the history's rows for them alone, and content compares them
+        with the history's vectors in one small product.
+        """
+        n = len(ranked.items)
+        hist = ranked.history
+        if n == 0 or not hist:
+            return [_TRENDING] * n
+        cooc, content = sources[:, 0], sources[:, 1]
+        w = self.fusion.w
+        fresh = ranked.fresh if len(ranked.fresh) == n else np.zeros(n, dtype=bool)
+        new = fresh & (content > 0) & (cooc <= 0)
+        by_cooc = ~new & (cooc > 0) & ((content <= 0) | (w[0] * cooc >= w[1] * content))
+        by_content = ~new & ~by_cooc & (content > 0)
+        cat, ids = self.catalog, self.catalog.ids
+        best_cooc = np.full(n, -1, dtype=np.int64)
+        if by_cooc.any():
+            best_cooc[by_cooc] = self.cooc.best_history(hist, ranked.items[by_cooc])
+        near = np.full(n, -1, dtype=np.int64)
+        want = new | by_content
+        if want.any():
+            # the history the content profile is made of, those of it with a vector
+            rows = [h[0] for h in hist[: self.cfg.profile_len] if cat.has_content[h[0]]]
+            if rows:
+                sims = cat.vectors[ranked.items[want]] @ cat.vectors[rows].T
+                near[want] = np.asarray(rows, dtype=np.int64)[np.argmax(sims, axis=1)]
+        out: list[Reason] = []
+        for i in range(n):
+            if near[i] >= 0 and new[i]:
+                r = trusted_reason(
+                    ReasonKind.NEW_IN_TOPIC, ids[near[i]], topic=cat.category_of(near[i])
+                )
+            elif best_cooc[i] >= 0:
+                r = trusted_reason(ReasonKind.WATCHED, ids[hist[best_cooc[i]][0]], "cooc")
+            elif near[i] >= 0:
+                r = trusted_reason(ReasonKind.WATCHED, ids[near[i]], "content")
+            else:
+                r = _TRENDING
+            out.append(r)
+        return out
 
     # -- snapshots --------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -1238,6 +1291,7 @@ class Engine:
         return obj
 
 
+_TRENDING = trusted_reason(ReasonKind.TRENDING)
 _NO_COOC = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
 

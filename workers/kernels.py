@@ -64,6 +64,63 @@ def cooc_score(hist, mult, start, length, keys, vals, total, shrink, acc, mark):
 
 
 @njit(cache=True)
+def cooc_best(hist, mult, start, length, keys, vals, total, shrink, targets):  # noqa: PLR0913
+    """For each target, the position in ``hist`` of the item that gave it the most of its
+    ``cooc_score`` (-1: none did): why an item is "because you watched X" (issue 15).
+
+    Each term is ``cooc_score``'s, ``mult[pos] * C[a][b] / (sqrt(T[a] T[b]) + shrink)``; the
+    terms of an item that is in the history twice are summed, and it is named by its first
+    (most recent) position; among equal contributions the most recent item wins. Only the
+    published targets are looked up (a binary search per history row), never whole rows.
+    """
+    n_total = total.shape[0]
+    h = hist.shape[0]
+    n = targets.shape[0]
+    contrib = np.zeros((n, h), dtype=np.float64)
+    for p in range(h):
+        a = hist[p]
+        s0 = start[a]
+        end = s0 + length[a]
+        ta = total[a]
+        m = mult[p]
+        for t in range(n):
+            b = targets[t]
+            lo = s0
+            hi = end
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if keys[mid] < b:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < end and keys[lo] == b:
+                v = vals[lo]
+                tb = total[b] if b < n_total else v
+                if tb < v:
+                    tb = v
+                contrib[t, p] = v / (np.sqrt(ta * tb) + shrink) * m
+    out = np.full(n, -1, dtype=np.int64)
+    for t in range(n):
+        best = 0.0
+        for p in range(h):
+            first = True
+            for q in range(p):
+                if hist[q] == hist[p]:
+                    first = False
+                    break
+            if not first:
+                continue
+            s = 0.0
+            for q in range(p, h):
+                if hist[q] == hist[p]:
+                    s += contrib[t, q]
+            if s > best:
+                best = s
+                out[t] = p
+    return out
+
+
+@njit(cache=True)
 def _keep_top(k, v, n, topk):
     """Keep the ``topk`` largest counts of a row (in key order); ties go to the smaller key."""
     thr = np.partition(-v[:n], topk - 1)[topk - 1]
@@ -433,6 +490,7 @@ def warm() -> None:
     cooc_merge(rows, rows, np.ones(1, f64), rows, total, start, length, room, keys, vals, 0, 2)
     cooc_score(rows, np.ones(1, f64), start, length, keys, vals, total, 1.0,
                np.zeros(1, f64), np.zeros(1, np.uint8))  # fmt: skip
+    cooc_best(rows, np.ones(1, f64), start, length, keys, vals, total, 1.0, rows)
     cooc_compact(start, length, room, keys, vals, 8)
     top_finite(np.zeros(1, f32), 1)
     vectors, v32 = np.zeros((1, 4), f32), np.zeros(1, f32)
