@@ -250,3 +250,20 @@ def test_cooc_best_kernel_equals_its_numpy_reference_on_random_inputs() -> None:
     assert model.best_history([], np.array([1, 2])).tolist() == [-1, -1]
     assert model.best_history(users[0], np.zeros(0, dtype=np.int64)).shape == (0,)
     assert model.best_history([(10_000, 0.0, 1.0)], np.array([1])).tolist() == [-1]
+
+
+def test_subscribe_and_run_show_the_reasons(trained):
+    from streams.cli.run import reason_label
+    from streams.cli.subscribe import format_recommendations
+    from streams.wire.clients import Received
+
+    recs = trained.on_event(play(9004, "u2", "v5", T0 + timedelta(hours=4)))
+    text = format_recommendations(Received(recs, 12.0, None), top=10)
+    lines = text.splitlines()[1:]
+    assert len(lines) == len(recs.items)
+    for line, it in zip(lines, recs.items, strict=True):
+        assert line.endswith(it.reason.text()) and it.video_id in line
+    labels = {reason_label(it.reason) for it in recs.items}
+    assert labels <= {"watched (cooc)", "watched (content)", "new_in_topic", "trending"}
+    assert "watched (cooc)" in labels
+    assert reason_label(None) == "none"
