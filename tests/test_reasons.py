@@ -267,3 +267,22 @@ def test_subscribe_and_run_show_the_reasons(trained):
     assert labels <= {"watched (cooc)", "watched (content)", "new_in_topic", "trending"}
     assert "watched (cooc)" in labels
     assert reason_label(None) == "none"
+
+
+def test_categories_survive_a_snapshot_and_older_snapshots_have_none(trained):
+    import copy
+
+    now = T0 + timedelta(hours=10)
+    trained.on_video(video(999, 0, now))
+    trained.on_event(play(9005, "u0", "v0", now + timedelta(minutes=1), "like"))
+    state = trained.to_state()
+    clone = Engine.from_state(copy.deepcopy(state), trained.encoder, trained.index)
+    a, b = trained.recommend("u0"), clone.recommend("u0")
+    assert a.items == b.items
+    assert any(it.reason.topic == "cooking" for it in b.items)
+    old = copy.deepcopy(state)
+    del old["catalog"]["category"], old["catalog"]["categories"]
+    before = Engine.from_state(old, trained.encoder, trained.index).recommend("u0")
+    assert [it.video_id for it in before.items] == [it.video_id for it in a.items]
+    assert all(it.reason.topic is None for it in before.items)
+    assert [it.reason.kind for it in before.items] == [it.reason.kind for it in a.items]
