@@ -1238,15 +1238,13 @@ class Engine:
                 sims = cat.vectors[ranked.items[want]] @ cat.vectors[rows].T
                 near[want] = np.asarray(rows, dtype=np.int64)[np.argmax(sims, axis=1)]
         out: list[Reason] = []
-        for i in range(n):
-            if near[i] >= 0 and new[i]:
-                r = trusted_reason(
-                    ReasonKind.NEW_IN_TOPIC, ids[near[i]], topic=cat.category_of(near[i])
-                )
-            elif best_cooc[i] >= 0:
-                r = trusted_reason(ReasonKind.WATCHED, ids[hist[best_cooc[i]][0]], "cooc")
-            elif near[i] >= 0:
-                r = trusted_reason(ReasonKind.WATCHED, ids[near[i]], "content")
+        for is_new, b, c in zip(new.tolist(), best_cooc.tolist(), near.tolist(), strict=True):
+            if c >= 0 and is_new:
+                r = trusted_reason(ReasonKind.NEW_IN_TOPIC, ids[c], topic=cat.category_of(c))
+            elif b >= 0:
+                r = trusted_reason(ReasonKind.WATCHED, ids[hist[b][0]], "cooc")
+            elif c >= 0:
+                r = trusted_reason(ReasonKind.WATCHED, ids[c], "content")
             else:
                 r = _TRENDING
             out.append(r)
