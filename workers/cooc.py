@@ -270,37 +270,32 @@ class CoOccurrence:
             self._mark,
         )
 
-    def best_history(self, history: History, targets: np.ndarray) -> np.ndarray:
-        """For each of ``targets``, the position in ``history`` of the item that gave it the
-        most of its ``score_history_arrays`` score (-1: none): "because you watched X"."""
-        length = self._length
-        n_len = len(length)
-        hist: list[int] = []
-        mult: list[float] = []
-        where: list[int] = []
-        for pos, (prev, _ts, w) in enumerate(history[: self.window]):
-            if prev < n_len and length[prev]:
-                hist.append(prev)
-                mult.append(self.position_decay**pos * min(w, 3.0))
-                where.append(pos)
-        out = np.full(len(targets), -1, dtype=np.int64)
-        if not hist or not len(targets):
-            return out
+    def kernel_args(self) -> tuple[Any, ...]:
+        """What ``kernels.cooc_best`` needs after the history, then the window: the arena, read
+        as ``score_history_arrays`` reads it (for ``kernels.reason_sources``)."""
         shrink = self.shrink * (self.clock.factor(self._last_ts) if self._last_ts else 1.0)
-        best = kernels.cooc_best(
-            np.array(hist, dtype=np.int64),
-            np.array(mult, dtype=np.float64),
+        return (
+            self.position_decay,
             self._start,
-            length,
+            self._length,
             self._keys,
             self._vals,
             self._total,
             shrink,
+            self.window,
+        )
+
+    def best_history(self, history: History, targets: np.ndarray) -> np.ndarray:
+        """For each of ``targets``, the position in ``history`` of the item that gave it the
+        most of its ``score_history_arrays`` score (-1: none): "because you watched X"."""
+        window = history[: self.window]
+        if not window or not len(targets):
+            return np.full(len(targets), -1, dtype=np.int64)
+        return kernels.cooc_best(
+            np.array(window, dtype=np.float64),  # (item, ts, weight) rows
+            *self.kernel_args()[:-1],
             np.asarray(targets, dtype=np.int64),
         )
-        found = best >= 0
-        out[found] = np.array(where, dtype=np.int64)[best[found]]
-        return out
 
     def __len__(self) -> int:
         return self._n_rows

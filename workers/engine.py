@@ -39,6 +39,7 @@ from schemas import (
 )
 from schemas.messages import Reason, ReasonKind, trusted_reason
 from schemas.wire import ItemDeltas
+from workers import kernels
 from workers.catalog import Catalog
 from workers.cooc import CoOccurrence
 from workers.decay import half_life_days
@@ -233,6 +234,8 @@ class Engine:
         self._since_sweep = 0
         self._view_memo: tuple[UserState, int, list, np.ndarray] | None = None
         self.applied = AppliedEvents()
+        # reasons already built, by history item and how: see ``_reasons``
+        self._reason_memo: dict[int | tuple[int, int], Reason] = {}
 
     def _feature_on(self, f: str) -> bool:
         src = set(self.cfg.sources)
@@ -1211,42 +1214,46 @@ class Engine:
         """Why each published item is there (the rule is ``schemas.messages.Reason``'s).
 
         Read from the scores as published (``sources``, rounded), so a reason never names a
-        source whose score shows as zero. Only the list's own items are looked at: the
-        co-count kernel searches the history's rows for them alone, and content compares them
-        with the history's vectors in one small product.
+        source whose score shows as zero. One kernel call for the list
+        (``kernels.reason_sources``): only the list's own items are looked up in the history's
+        co-count rows and compared with its vectors. Reasons are immutable and lists name the
+        same few history items again and again, so they are kept (``_reason_memo``).
         """
-        n = len(ranked.items)
+        n = len(sources)
         hist = ranked.history
         if n == 0 or not hist:
             return [_TRENDING] * n
-        cooc, content = sources[:, 0], sources[:, 1]
-        w = self.fusion.w
-        fresh = ranked.fresh if len(ranked.fresh) == n else np.zeros(n, dtype=bool)
-        new = fresh & (content > 0) & (cooc <= 0)
-        by_cooc = ~new & (cooc > 0) & ((content <= 0) | (w[0] * cooc >= w[1] * content))
-        by_content = ~new & ~by_cooc & (content > 0)
-        cat, ids = self.catalog, self.catalog.ids
-        best_cooc = np.full(n, -1, dtype=np.int64)
-        if by_cooc.any():
-            best_cooc[by_cooc] = self.cooc.best_history(hist, ranked.items[by_cooc])
-        near = np.full(n, -1, dtype=np.int64)
-        want = new | by_content
-        if want.any():
-            # the history the content profile is made of, those of it with a vector
-            rows = [h[0] for h in hist[: self.cfg.profile_len] if cat.has_content[h[0]]]
-            if rows:
-                sims = cat.vectors[ranked.items[want]] @ cat.vectors[rows].T
-                near[want] = np.asarray(rows, dtype=np.int64)[np.argmax(sims, axis=1)]
+        cfg, cat, w = self.cfg, self.catalog, self.fusion.w
+        fresh = ranked.fresh if len(ranked.fresh) == n else np.zeros(n, dtype=np.bool_)
+        how, best = kernels.reason_sources(
+            sources,
+            fresh,
+            float(w[0]),
+            float(w[1]),
+            ranked.items,
+            np.array(hist[: max(cfg.profile_len, self.cooc.window)], dtype=np.float64),
+            cfg.profile_len,
+            cat.has_content,
+            cat.vectors,
+            *self.cooc.kernel_args(),
+        )
+        memo, ids = self._reason_memo, cat.ids
+        if len(memo) > 8192:
+            memo.clear()
         out: list[Reason] = []
-        for is_new, b, c in zip(new.tolist(), best_cooc.tolist(), near.tolist(), strict=True):
-            if c >= 0 and is_new:
-                r = trusted_reason(ReasonKind.NEW_IN_TOPIC, ids[c], topic=cat.category_of(c))
-            elif b >= 0:
-                r = trusted_reason(ReasonKind.WATCHED, ids[hist[b][0]], "cooc")
-            elif c >= 0:
-                r = trusted_reason(ReasonKind.WATCHED, ids[c], "content")
-            else:
-                r = _TRENDING
+        for h, b in zip(how.tolist(), best.tolist(), strict=True):
+            if h == 3:
+                out.append(_TRENDING)
+                continue
+            # a new_in_topic reason names the topic too, which a re-published video may change
+            key: int | tuple[int, int] = b * 4 + h if h < 2 else (b, int(cat.category[b]))
+            r = memo.get(key)
+            if r is None:
+                if h == 2:
+                    r = trusted_reason(ReasonKind.NEW_IN_TOPIC, ids[b], topic=cat.category_of(b))
+                else:
+                    r = trusted_reason(ReasonKind.WATCHED, ids[b], "content" if h else "cooc")
+                memo[key] = r
             out.append(r)
         return out
 
