@@ -286,3 +286,23 @@ def test_categories_survive_a_snapshot_and_older_snapshots_have_none(trained):
     assert [it.video_id for it in before.items] == [it.video_id for it in a.items]
     assert all(it.reason.topic is None for it in before.items)
     assert [it.reason.kind for it in before.items] == [it.reason.kind for it in a.items]
+
+
+def test_nearest_rows_kernel_picks_the_largest_dot_product() -> None:
+    from workers import kernels
+
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(300, 48)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for _ in range(50):
+        targets = rng.integers(0, 300, 12)
+        rows = rng.choice(300, int(rng.integers(1, 20)), replace=False)
+        got = kernels.nearest_rows(targets, rows, vectors)
+        dots = vectors[targets].astype(np.float64) @ vectors[rows].astype(np.float64).T
+        want = np.argmax(dots, axis=1)
+        # float32 sums in another order: equal but for a near-tie, which must then be one
+        close = dots[np.arange(len(targets)), got] >= dots.max(axis=1) - 1e-5
+        assert close.all()
+        assert (got == want).mean() > 0.9
+    twice = np.array([7, 7, 3])  # equal rows: the first wins
+    assert kernels.nearest_rows(np.array([7]), twice, vectors).tolist() == [0]
