@@ -1226,7 +1226,7 @@ class Engine:
         cfg, cat, w = self.cfg, self.catalog, self.fusion.w
         fresh = ranked.fresh if len(ranked.fresh) == n else np.zeros(n, dtype=np.bool_)
         how, best = kernels.reason_sources(
-            sources,
+            np.ascontiguousarray(sources),  # one layout, the one ``kernels.warm`` loads
             fresh,
             float(w[0]),
             float(w[1]),
