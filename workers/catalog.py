@@ -69,12 +69,15 @@ class Catalog:
         self.without_content.discard(idx)
         self._version += 1
 
-    def set_category(self, idx: int, name: str) -> None:
+    def set_category(self, idx: int, name: str) -> bool:
+        """Set the video's category; True when that changed it."""
         code = self._category_code.get(name)
         if code is None:
             code = self._category_code[name] = len(self.categories)
             self.categories.append(name)
+        changed = bool(self.category[idx] != code)
         self.category[idx] = code
+        return changed
 
     def category_of(self, idx: int) -> str | None:
         """The video's category (None: the catalogue has none for it)."""
