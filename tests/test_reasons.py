@@ -306,3 +306,23 @@ def test_nearest_rows_kernel_picks_the_largest_dot_product() -> None:
         assert (got == want).mean() > 0.9
     twice = np.array([7, 7, 3])  # equal rows: the first wins
     assert kernels.nearest_rows(np.array([7]), twice, vectors).tolist() == [0]
+
+
+def test_a_re_published_category_shows_in_the_next_reasons(trained):
+    """Reasons are kept between lists: a history item re-published under another category must
+    not leave its old topic in them."""
+    now = T0 + timedelta(hours=10)
+    trained.on_video(video(999, 0, now))
+    recs = trained.on_event(play(9006, "u0", "v0", now + timedelta(minutes=1), "like"))
+    named = next(it.reason.video_id for it in recs.items if it.video_id == "v999")
+    old = video(int(named[1:]), 0, T0 - timedelta(days=30))
+    same = trained.catalog.vectors[trained.catalog.get(named)][None].copy()  # only the category
+    trained.on_videos([old.model_copy(update={"category": "baking"})], vectors=same)
+    again = trained.recommend("u0")
+    topics = {
+        it.reason.video_id: it.reason.topic
+        for it in again.items
+        if it.reason.kind == ReasonKind.NEW_IN_TOPIC
+    }
+    assert topics.get(named) == "baking"
+    assert all(t == trained.catalog.category_of(trained.catalog.get(v)) for v, t in topics.items())
