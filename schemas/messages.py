@@ -145,7 +145,25 @@ class ReasonKind(StrEnum):
 
 
 class Reason(BaseModel):
-    """The short, machine-readable reason an item was shown (issue 15)."""
+    """The short, machine-readable reason an item was shown (issue 15).
+
+    The engine gives one to every item it publishes, from the item's source scores (what
+    fusion weighed), so a reason never disagrees with the scores beside it:
+
+    - ``new_in_topic``: a cold video (one that may take a fresh slot, ``Ranked.fresh``) with a
+      content score and no co-occurrence score: only its content ties it to the user.
+      ``video_id`` is the history item nearest to it by content and ``topic`` that item's
+      category (None when the catalogue has none for it). A cold video that co-occurs with the
+      history is ``watched``: someone did watch it beside X, which says more;
+    - ``watched``: else, when its co-occurrence or content score is above zero; ``source`` is
+      whichever of the two adds more to the fused score (fusion weight times score) and
+      ``video_id`` the history item that gave most of it (the largest co-count contribution,
+      or the nearest content vector);
+    - ``trending``: everything else. That is popularity, and also items that only the user's
+      factors or sequence model brought (their ``mf``/``seq`` scores): no one watched item
+      explains those, and "because you watched" would name one at random. An item with no
+      score at all (a user without history gets the trending list) is trending too.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -156,6 +174,16 @@ class Reason(BaseModel):
     source: Literal["cooc", "content"] | None = None
     # for ``new_in_topic``: the topic (the history item's category), when the catalogue knows it
     topic: str | None = None
+
+    def text(self) -> str:
+        """One line for people, e.g. ``because you watched v12``."""
+        if self.kind == ReasonKind.WATCHED:
+            return f"because you watched {self.video_id}"
+        if self.kind == ReasonKind.NEW_IN_TOPIC:
+            if self.topic:
+                return f"new in {self.topic}, like {self.video_id}"
+            return f"new, like {self.video_id}" if self.video_id else "new in a topic you watch"
+        return "trending"
 
 
 class RecommendedItem(BaseModel):
@@ -169,6 +197,7 @@ class RecommendedItem(BaseModel):
 
 
 _ITEM_FIELDS = frozenset(RecommendedItem.model_fields) - {"reason"}  # set only when given
+_ITEM_FIELDS_REASON = frozenset(RecommendedItem.model_fields)
 _SOURCE_FIELDS = frozenset(SourceScores.model_fields)
 
 
@@ -183,19 +212,48 @@ def _trusted(cls: type[BaseModel], fields: frozenset[str], values: dict[str, Any
     return obj
 
 
+_REASON_FIELDS: dict[tuple[bool, bool, bool], frozenset[str]] = {}
+
+
+def trusted_reason(
+    kind: ReasonKind,
+    video_id: str | None = None,
+    source: Literal["cooc", "content"] | None = None,
+    topic: str | None = None,
+) -> Reason:
+    """A ``Reason`` from values the engine computed itself (not validated again); its fields
+    set are the ones given (not None), as validation of the same JSON would leave them."""
+    key = (video_id is not None, source is not None, topic is not None)
+    fields = _REASON_FIELDS.get(key)
+    if fields is None:
+        names = ("video_id", "source", "topic")
+        fields = _REASON_FIELDS[key] = frozenset(
+            ["kind", *(n for n, on in zip(names, key, strict=True) if on)]
+        )
+    return _trusted(
+        Reason, fields, {"kind": kind, "video_id": video_id, "source": source, "topic": topic}
+    )
+
+
 def recommended_items(
-    ids: Sequence[str], scores: Sequence[float], sources: Sequence[Sequence[float]]
+    ids: Sequence[str],
+    scores: Sequence[float],
+    sources: Sequence[Sequence[float]],
+    reasons: Sequence[Reason | None] | None = None,
 ) -> list[RecommendedItem]:
     """A list's items from values the engine computed itself (not validated again).
 
     ``sources`` rows are ``(cooc, content, mf, popular)``, the ranker's column order, and a
-    fifth column ``seq`` when the sequential model is on. Equal to
-    validated models (``tests/test_models.py`` checks it); only for trusted, finite values.
+    fifth column ``seq`` when the sequential model is on; ``reasons`` one per item (None: the
+    item has none). Equal to validated models (``tests/test_models.py`` checks it); only for
+    trusted, finite values.
     """
+    if reasons is None:
+        reasons = [None] * len(ids)
     return [
         _trusted(
             RecommendedItem,
-            _ITEM_FIELDS,
+            _ITEM_FIELDS if r is None else _ITEM_FIELDS_REASON,
             {
                 "video_id": vid,
                 "score": sc,
@@ -210,10 +268,10 @@ def recommended_items(
                         "seq": s[4] if len(s) > 4 else None,
                     },
                 ),
-                "reason": None,
+                "reason": r,
             },
         )
-        for vid, sc, s in zip(ids, scores, sources, strict=True)
+        for vid, sc, s, r in zip(ids, scores, sources, reasons, strict=True)
     ]
 
 

@@ -265,6 +265,52 @@ def test_trusted_items_equal_validated_ones_and_serialise_alike():
     assert fast[0].sources.mf == 0.3 and fast[1].sources.content == 1.0
 
 
+def test_trusted_items_with_reasons_equal_validated_ones_and_serialise_alike():
+    from schemas import RecommendedItem, recommended_items
+    from schemas.messages import ReasonKind, trusted_reason
+
+    ids, scores = ["v1", "v2", "v3", "v4"], [0.75, -0.125, 0.5, 0.25]
+    sources = [[0.1, 0.2, 0.3, 0.4], [0.0, 1.0, -0.5, 0.25], [0, 0.5, 0, 0], [0, 0, 0, 0.9]]
+    reasons = [
+        {"kind": "watched", "video_id": "h1", "source": "cooc"},
+        {"kind": "watched", "video_id": "h2", "source": "content"},
+        {"kind": "new_in_topic", "video_id": "h2", "topic": "cooking"},
+        {"kind": "trending"},
+    ]
+    trusted = [
+        trusted_reason(ReasonKind(r["kind"]), r.get("video_id"), r.get("source"), r.get("topic"))
+        for r in reasons
+    ]
+    fast = recommended_items(ids, scores, sources, trusted)
+    validated = [
+        RecommendedItem.model_validate(
+            {
+                "video_id": v,
+                "score": sc,
+                "sources": {"cooc": s[0], "content": s[1], "mf": s[2], "popular": s[3]},
+                "reason": r,
+            }  # fmt: skip
+        )
+        for v, sc, s, r in zip(ids, scores, sources, reasons, strict=True)
+    ]
+    assert fast == validated
+    assert [f.model_dump_json() for f in fast] == [v.model_dump_json() for v in validated]
+    assert [f.model_dump_json(exclude_none=True) for f in fast] == [
+        v.model_dump_json(exclude_none=True) for v in validated
+    ]
+    for f, v in zip(fast, validated, strict=True):
+        assert f.model_fields_set == v.model_fields_set
+        assert f.reason.model_fields_set == v.reason.model_fields_set
+    assert [f.reason.text() for f in fast] == [
+        "because you watched h1",
+        "because you watched h2",
+        "new in cooking, like h2",
+        "trending",
+    ]
+    # and without reasons the item has none, as before
+    assert recommended_items(ids[:1], scores[:1], sources[:1], [None])[0].reason is None
+
+
 def test_fusion_learns_which_feature_the_user_follows_and_round_trips():
     """river's scaler and logistic regression: a user who always picks the item with the most
     co-occurrence, however popular the others are, turns the weights that way, and a snapshot

@@ -270,6 +270,33 @@ class CoOccurrence:
             self._mark,
         )
 
+    def kernel_args(self) -> tuple[Any, ...]:
+        """What ``kernels.cooc_best`` needs after the history, then the window: the arena, read
+        as ``score_history_arrays`` reads it (for ``kernels.reason_sources``)."""
+        shrink = self.shrink * (self.clock.factor(self._last_ts) if self._last_ts else 1.0)
+        return (
+            self.position_decay,
+            self._start,
+            self._length,
+            self._keys,
+            self._vals,
+            self._total,
+            shrink,
+            self.window,
+        )
+
+    def best_history(self, history: History, targets: np.ndarray) -> np.ndarray:
+        """For each of ``targets``, the position in ``history`` of the item that gave it the
+        most of its ``score_history_arrays`` score (-1: none): "because you watched X"."""
+        window = history[: self.window]
+        if not window or not len(targets):
+            return np.full(len(targets), -1, dtype=np.int64)
+        return kernels.cooc_best(
+            np.array(window, dtype=np.float64),  # (item, ts, weight) rows
+            *self.kernel_args()[:-1],
+            np.asarray(targets, dtype=np.int64),
+        )
+
     def __len__(self) -> int:
         return self._n_rows
 

@@ -21,6 +21,7 @@ from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from types import EllipsisType
 from typing import Any
 
@@ -37,7 +38,9 @@ from schemas import (
     recommended_items,
     utcnow,
 )
+from schemas.messages import Reason, ReasonKind, trusted_reason
 from schemas.wire import ItemDeltas
+from workers import kernels
 from workers.catalog import Catalog
 from workers.cooc import CoOccurrence
 from workers.decay import half_life_days
@@ -235,6 +238,9 @@ class Engine:
         self._since_sweep = 0
         self._view_memo: tuple[UserState, int, list, np.ndarray] | None = None
         self.applied = AppliedEvents()
+        # reasons already built, by history item and how (``_reasons``); a video whose
+        # category changes empties it (a new_in_topic reason names the category)
+        self._reason_memo: dict[int, Reason] = {-1: _TRENDING}
 
     def _feature_on(self, f: str) -> bool:
         src = set(self.cfg.sources)
@@ -285,6 +291,8 @@ class Engine:
             idx = self.catalog.add(v.video_id, pub)
             same = self.catalog.has_content[idx] and np.array_equal(self.catalog.vectors[idx], vec)
             self.catalog.set_content(idx, vec, pub)
+            if self.catalog.set_category(idx, v.category) and not new:
+                self._reason_memo = {-1: _TRENDING}
             if new:
                 self.factors.add_item(idx, vec if self.encoder is not None else None, v.video_id)
             elif not same:  # a redelivered video must not blend its content in again
@@ -478,7 +486,11 @@ class Engine:
             st.last_recs = array("i", ranked.items.astype(np.int32).tobytes())
         if len(ranked.items) > k:
             ranked = Ranked(
-                ranked.items[:k], ranked.scores[:k], ranked.sources[:k], ranked.fresh[:k]
+                ranked.items[:k],
+                ranked.scores[:k],
+                ranked.sources[:k],
+                ranked.fresh[:k],
+                ranked.history,
             )
         ids = [self.catalog.ids[i] for i in ranked.items]
         return self._message(user_id, ranked, ids, trigger_event_id, t0)
@@ -1070,7 +1082,9 @@ class Engine:
         cold = self.popularity.views_of(items) < cfg.cold_views
         if not self.settings.cold_any_age:
             cold &= (self.now - self.catalog.published_at[items]) < cfg.fresh_s
-        return fuse_and_rank(items, feats, self.fusion, k, cfg, cold)
+        ranked = fuse_and_rank(items, feats, self.fusion, k, cfg, cold)
+        ranked.history = p.hist
+        return ranked
 
     def _cached_candidates(self, user_id: str, st: UserState | None) -> CachedCandidates | None:
         c = self._cands.get(user_id)
@@ -1192,8 +1206,8 @@ class Engine:
         # twenty nested models per event would cost more than ranking them.
         scores = np.round(ranked.scores.astype(np.float64), 6).tolist()
         cols = ranked.sources if self.seq is not None else ranked.sources[:, :4]
-        sources = np.round(cols.astype(np.float64), 6).tolist()
-        items = recommended_items(ids, scores, sources)
+        rounded = np.round(cols.astype(np.float64), 6)
+        items = recommended_items(ids, scores, rounded.tolist(), self._reasons(ranked, rounded))
         return Recommendations.model_construct(
             schema_version=SCHEMA_VERSION,
             kind="recommendations",
@@ -1208,6 +1222,52 @@ class Engine:
                 "events": str(self.n_events),
             },
         )
+
+    def _reasons(self, ranked: Ranked, sources: np.ndarray) -> list[Reason]:
+        """Why each published item is there (the rule is ``schemas.messages.Reason``'s).
+
+        Read from the scores as published (``sources``, rounded), so a reason never names a
+        source whose score shows as zero. One kernel call for the list
+        (``kernels.reason_sources``): only the list's own items are looked up in the history's
+        co-count rows and compared with its vectors. Reasons are immutable and lists name the
+        same few history items again and again, so they are kept (``_reason_memo``): a list's
+        reasons then cost about one kernel call (3-4 % of an event, 1k-10k videos).
+        """
+        n = len(sources)
+        hist = ranked.history
+        if n == 0 or not hist:
+            return [_TRENDING] * n
+        cfg, cat, w = self.cfg, self.catalog, self.fusion.w
+        fresh = ranked.fresh if len(ranked.fresh) == n else np.zeros(n, dtype=np.bool_)
+        m = min(len(hist), max(cfg.profile_len, self.cooc.window))
+        how, best = kernels.reason_sources(
+            np.ascontiguousarray(sources),  # one layout, the one ``kernels.warm`` loads
+            fresh,
+            float(w[0]),
+            float(w[1]),
+            ranked.items,
+            np.fromiter(chain.from_iterable(hist[:m]), np.float64, 3 * m).reshape(m, 3),
+            cfg.profile_len,
+            cat.has_content,
+            cat.vectors,
+            *self.cooc.kernel_args(),
+        )
+        memo = self._reason_memo
+        if len(memo) > 8192:
+            memo.clear()
+            memo[-1] = _TRENDING
+        # key: history item * 4 + how; trending (how 3, item -1) is -1
+        return [memo.get(k) or self._new_reason(k) for k in (best * 4 + how).tolist()]
+
+    def _new_reason(self, key: int) -> Reason:
+        item, how = divmod(key, 4)
+        cat = self.catalog
+        if how == 2:
+            r = trusted_reason(ReasonKind.NEW_IN_TOPIC, cat.ids[item], topic=cat.category_of(item))
+        else:
+            r = trusted_reason(ReasonKind.WATCHED, cat.ids[item], "content" if how else "cooc")
+        self._reason_memo[key] = r
+        return r
 
     # -- snapshots --------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -1248,6 +1308,7 @@ class Engine:
         return obj
 
 
+_TRENDING = trusted_reason(ReasonKind.TRENDING)
 _NO_COOC = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
 

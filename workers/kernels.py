@@ -64,6 +64,71 @@ def cooc_score(hist, mult, start, length, keys, vals, total, shrink, acc, mark):
 
 
 @njit(cache=True)
+def cooc_best(hist, decay, start, length, keys, vals, total, shrink, targets):  # noqa: PLR0913
+    """For each target, the position in a history (``hist``: ``(item, ts, weight)`` rows, most
+    recent first, ``CoOccurrence.window`` long at most) of the item that gave it the most of its
+    ``cooc_score`` (-1: none did): why an item is "because you watched X" (issue 15).
+
+    Each term is ``cooc_score``'s, with ``score_history_arrays``' weight ``decay**pos *
+    min(w, 3)``: ``mult * C[a][b] / (sqrt(T[a] T[b]) + shrink)``. The terms of an item that is
+    in the history twice are summed and it is named by its first (most recent) position; among
+    equal contributions the most recent item wins. Only the targets are looked up (a binary
+    search per history row), never whole rows.
+    """
+    n_total = total.shape[0]
+    n_rows = length.shape[0]
+    h = hist.shape[0]
+    items = np.empty(h, dtype=np.int64)
+    for p in range(h):
+        items[p] = np.int64(hist[p, 0])
+    n = targets.shape[0]
+    contrib = np.zeros((n, h), dtype=np.float64)
+    for p in range(h):
+        a = items[p]
+        if a >= n_rows or length[a] == 0:
+            continue
+        s0 = start[a]
+        end = s0 + length[a]
+        ta = total[a]
+        m = decay**p * min(hist[p, 2], 3.0)
+        for t in range(n):
+            b = targets[t]
+            lo = s0
+            hi = end
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if keys[mid] < b:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < end and keys[lo] == b:
+                v = vals[lo]
+                tb = total[b] if b < n_total else v
+                if tb < v:
+                    tb = v
+                contrib[t, p] = v / (np.sqrt(ta * tb) + shrink) * m
+    out = np.full(n, -1, dtype=np.int64)
+    for t in range(n):
+        best = 0.0
+        for p in range(h):
+            first = True
+            for q in range(p):
+                if items[q] == items[p]:
+                    first = False
+                    break
+            if not first:
+                continue
+            s = 0.0
+            for q in range(p, h):
+                if items[q] == items[p]:
+                    s += contrib[t, q]
+            if s > best:
+                best = s
+                out[t] = p
+    return out
+
+
+@njit(cache=True)
 def _keep_top(k, v, n, topk):
     """Keep the ``topk`` largest counts of a row (in key order); ties go to the smaller key."""
     thr = np.partition(-v[:n], topk - 1)[topk - 1]
@@ -317,6 +382,105 @@ def profile_of(rows, weights, vectors):
     return prof[:0]
 
 
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
+def nearest_rows(targets, rows, vectors):
+    """For each target, the position in ``rows`` of the row of ``vectors`` with the largest dot
+    product with the target's (cosine: the catalogue's rows are unit vectors); the first of
+    equal ones. Why an item is "because you watched X" by content (issue 15).
+    """
+    n = targets.shape[0]
+    out = np.zeros(n, dtype=np.int64)
+    d = vectors.shape[1]
+    for t in range(n):
+        a = targets[t]
+        best = -np.inf
+        for p in range(rows.shape[0]):
+            b = rows[p]
+            acc = np.float32(0.0)
+            for j in range(d):
+                acc += vectors[a, j] * vectors[b, j]
+            if acc > best:
+                best = acc
+                out[t] = p
+    return out
+
+
+@njit(cache=True)
+def reason_sources(  # noqa: PLR0913
+    sources, fresh, w_cooc, w_content, targets, hist, profile_len, has_content, vectors,
+    decay, start, length, keys, vals, total, shrink, window,
+):  # fmt: skip
+    """What each published item's reason is made of (the rule is ``schemas.messages.Reason``'s),
+    in one call for the list: per item how (0: watched by co-occurrence, 1: watched by
+    content, 2: new in a topic, 3: trending) and the catalogue index of the history item it
+    names (-1 for trending).
+
+    ``sources``: the published scores (cooc, content, ...); ``fresh``: cold items (that may
+    take a fresh slot); ``hist``: the user's ``(item, ts, weight)`` rows, most recent first;
+    then ``cooc_best``'s arguments after ``hist`` and the window (``CoOccurrence.kernel_args``). The
+    co-occurrence source names ``cooc_best``'s item, the content one ``nearest_rows``' among
+    the first ``profile_len`` history items with a vector (those the content profile is of).
+    """
+    n = targets.shape[0]
+    how = np.full(n, 3, dtype=np.int64)
+    best = np.full(n, -1, dtype=np.int64)
+    n_cooc = 0
+    n_content = 0
+    for i in range(n):
+        c, t = sources[i, 0], sources[i, 1]
+        if t > 0 and fresh[i] and c <= 0:
+            how[i] = 2
+        elif c > 0 and (t <= 0 or w_cooc * c >= w_content * t):
+            how[i] = 0
+        elif t > 0:
+            how[i] = 1
+        if how[i] == 0:
+            n_cooc += 1
+        elif how[i] < 3:
+            n_content += 1
+    if n_cooc:
+        sub = np.empty(n_cooc, dtype=np.int64)
+        j = 0
+        for i in range(n):
+            if how[i] == 0:
+                sub[j] = targets[i]
+                j += 1
+        pos = cooc_best(hist[: min(window, hist.shape[0])], decay, start, length, keys, vals,
+                        total, shrink, sub)  # fmt: skip
+        j = 0
+        for i in range(n):
+            if how[i] == 0:
+                if pos[j] >= 0:
+                    best[i] = np.int64(hist[pos[j], 0])
+                j += 1
+    if n_content:
+        m = min(profile_len, hist.shape[0])
+        rows = np.empty(m, dtype=np.int64)
+        n_rows = 0
+        for p in range(m):
+            a = np.int64(hist[p, 0])
+            if a < has_content.shape[0] and has_content[a]:
+                rows[n_rows] = a
+                n_rows += 1
+        if n_rows:
+            sub = np.empty(n_content, dtype=np.int64)
+            j = 0
+            for i in range(n):
+                if how[i] == 1 or how[i] == 2:
+                    sub[j] = targets[i]
+                    j += 1
+            near = nearest_rows(sub, rows[:n_rows], vectors)
+            j = 0
+            for i in range(n):
+                if how[i] == 1 or how[i] == 2:
+                    best[i] = rows[near[j]]
+                    j += 1
+    for i in range(n):
+        if best[i] < 0:
+            how[i] = 3
+    return how, best
+
+
 @njit(cache=True)
 def fused_order(scores, content, fresh, k, slots, window, min_content):  # noqa: PLR0913
     """Positions of ``workers.ranker.fuse_and_rank``'s list, best first (see there).
@@ -433,11 +597,16 @@ def warm() -> None:
     cooc_merge(rows, rows, np.ones(1, f64), rows, total, start, length, room, keys, vals, 0, 2)
     cooc_score(rows, np.ones(1, f64), start, length, keys, vals, total, 1.0,
                np.zeros(1, f64), np.zeros(1, np.uint8))  # fmt: skip
+    cooc_best(np.ones((1, 3), f64), 0.8, start, length, keys, vals, total, 1.0, rows)
     cooc_compact(start, length, room, keys, vals, 8)
     top_finite(np.zeros(1, f32), 1)
     vectors, v32 = np.zeros((1, 4), f32), np.zeros(1, f32)
     features(rows, rows, vals[:1], v32[:0], vectors, total, v32, v32, v32, 0.0, 1.0, 1.0)
     profile_of(rows, np.ones(1, f32), vectors)
     fused_order(v32, v32, np.zeros(1, np.bool_), 1, 1, 1, 0.0)
+    nearest_rows(rows, rows, vectors)
+    no = np.zeros(1, np.bool_)
+    reason_sources(np.zeros((1, 4), f64), no, 1.0, 1.0, rows, np.ones((1, 3), f64), 20, no,
+                   vectors, 0.8, start, length, keys, vals, total, 1.0, 10)  # fmt: skip
     factor_scores(rows, vectors, v32, np.zeros(4, f32))
     log_popularity(rows, total, 1.0, 1.0)

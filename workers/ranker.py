@@ -173,6 +173,9 @@ class Ranked:
     scores: np.ndarray
     sources: np.ndarray  # (n, len(SOURCES))
     fresh: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # the history it was ranked for, ``(item, ts, weight)`` most recent first (set by the
+    # engine): the reasons of the published items name items of it
+    history: list[tuple[int, float, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections import Counter
 from typing import Any
 
 from streams.cli.options import (
@@ -90,12 +91,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     evaluator = None if args.no_eval else Evaluator(fresh_days=settings.fresh_days)
     writer = LogWriter(args.out) if args.out else None
     progress = Progress(count_lines(path, args.limit), "replay", args.quiet)
+    reasons: Counter[str] = Counter()
+
+    def on_recommendations(recs: Any) -> None:
+        reasons.update(reason_label(it.reason) for it in recs.items)
+        if writer:
+            writer.write(recs)
+
     try:
         stats = drive(
             limited(read_log(path), args.limit),
             engine,
             evaluator=evaluator,
-            on_recommendations=writer.write if writer else None,
+            on_recommendations=on_recommendations,
             on_bad=report_bad,
             on_progress=progress,
             event_batch=args.event_batch,
@@ -111,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if evaluator is not None:
         summary["evaluation"] = evaluator.report()
     summary["live"] = live_summary(engine)
+    summary["reasons"] = dict(reasons.most_common())
     summary["fusion_weights"] = engine.fusion.as_dict()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -150,6 +159,14 @@ def _print_live(live: dict[str, Any]) -> None:
     )
 
 
+def reason_label(reason: Any) -> str:
+    """A reason's kind, with the source of a ``watched`` one: what the summary counts."""
+    if reason is None:
+        return "none"
+    kind = str(reason.kind)
+    return f"{kind} ({reason.source})" if reason.source else kind
+
+
 def _print_run_summary(summary: dict[str, Any], out: str | None) -> None:
     r = summary["run"]
     print(
@@ -161,6 +178,12 @@ def _print_run_summary(summary: dict[str, Any], out: str | None) -> None:
         f"skipped {r['bad_lines']} bad lines, {r['duplicates']} duplicate events; "
         f"per-event latency p50 {r['latency_p50_ms']} ms, p99 {r['latency_p99_ms']} ms"
     )
+    shown = summary.get("reasons") or {}
+    total = sum(shown.values())
+    if total:
+        print(
+            "reasons shown: " + ", ".join(f"{k} {100 * n / total:.1f} %" for k, n in shown.items())
+        )
     ev = summary.get("evaluation")
     if ev:
         print("\nnext-event quality (prequential):")

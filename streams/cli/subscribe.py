@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def format_recommendations(r: Received, top: int = 5) -> str:
-    """A few lines for a human: who, after what, how fast, and the head of the list."""
+    """A few lines for a human: who, after what, how fast, and the head of the list with
+    each item's reason ("because you watched v3")."""
     recs = r.recs
     e2e = f"e2e {r.e2e_ms:.0f} ms" if r.e2e_ms is not None else "e2e ?"
     lines = [
@@ -39,9 +40,10 @@ def format_recommendations(r: Received, top: int = 5) -> str:
     ]
     for i, it in enumerate(recs.items[:top], start=1):
         src = it.sources
+        why = f"   {it.reason.text()}" if it.reason is not None else ""
         lines.append(
             f"  {i:>2}. {it.video_id:<24} {it.score:8.4f}   cooc {src.cooc:.2f}  "
-            f"content {src.content:.2f}  mf {src.mf:.2f}  popular {src.popular:.2f}"
+            f"content {src.content:.2f}  mf {src.mf:.2f}  popular {src.popular:.2f}{why}"
         )
     return "\n".join(lines)
 
