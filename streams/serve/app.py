@@ -65,6 +65,9 @@ class ItemOut(BaseModel):
     title: str | None = None
     category: str | None = None
     creator_id: str | None = None
+    reason_title: str | None = Field(
+        default=None, description="The title of the reason's video (the one watched), if known."
+    )
 
 
 class UserListOut(BaseModel):
@@ -397,6 +400,9 @@ def create_app(
             m: VideoMeta | None = meta.get(it["video_id"])
             if m is not None:
                 it = {**it, "title": m.title, "category": m.category, "creator_id": m.creator_id}
+            why = it.get("reason")
+            if why and why.get("video_id") and (w := meta.get(why["video_id"])) is not None:
+                it["reason_title"] = w.title  # for a person reading "because you watched ..."
             out.append(it)
         return out
 
