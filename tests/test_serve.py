@@ -627,3 +627,17 @@ def test_the_serve_bench_section_reports_its_figures(kafka_bootstrap):
         assert r.figure and "nan" not in r.figure, r
     load = next(r for r in rows if "with filters" in r.name)
     assert "(0 errors)" in load.figure and load.met is None  # 100 req/s: no verdict
+
+
+def test_settle_computes_the_similarities_of_lists_read_before_their_vectors():
+    store = Store()
+    rng = np.random.default_rng(0)
+    store.apply(RECOMMENDATIONS, b"u1", recs("u1", ["v0", "v1", "v2"]), 0)
+    lst = store.list_of("u1")
+    assert lst is not None and not lst.sims_complete
+    for i in range(3):
+        store.apply(VIDEO_VECTORS, f"v{i}".encode(), vid(i, rng.normal(size=8)), 0)
+    assert store.settle() == 1
+    assert lst.sims_complete and lst.sims is not None
+    assert np.allclose(np.diag(lst.sims), 1.0, atol=1e-5)
+    assert store.settle() == 0  # complete: never again

@@ -289,6 +289,17 @@ class Store:
             lst.sims_complete = all((i := v.index.get(vid)) is not None and v.has[i] for vid in ids)
         return lst.sims
 
+    def settle(self) -> int:
+        """Once caught up: the similarity matrix of every list whose items' vectors were read
+        after it (one consumer reads all topics interleaved), so no request pays for it.
+        Returns how many were computed."""
+        v, n = self.vectors, 0
+        for lst in self.lists.values():
+            if not lst.sims_complete and lst.sims_version != v.version:
+                self.list_sims(lst)
+                n += 1
+        return n
+
     def trending(self, n: int | None = None) -> list[Item]:
         """The most popular videos now, best first, as items with the reason ``trending``."""
         n = self.trending_size if n is None else n
@@ -446,6 +457,7 @@ class StoreFeed:
                 if batch:
                     await asyncio.sleep(0)  # let requests in between big catch-up batches
                 if not frozen and store.ready:
+                    store.settle()
                     # what catch-up loaded lives as long as the server: keep the cyclic GC
                     # from walking it again and again (its full passes are the p99's spikes)
                     gc.freeze()
