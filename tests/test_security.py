@@ -153,8 +153,9 @@ def test_sasl_and_tls_reach_faust_and_its_aiokafka_clients(secure_env):
     from faust.auth import SASLCredentials
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
+    from streams.wire.settings import aiokafka_kwargs
     from streams.wire.topics import Topics, TopicSettings
-    from streams.worker.app import aiokafka_kwargs, make_app
+    from streams.worker.app import make_app
     from workers.encoder import HashingEncoder
     from workers.engine import Engine
     from workers.index import VideoIndex
@@ -224,8 +225,9 @@ def test_no_secret_reaches_the_logs_when_clients_are_created(
     secure_env, monkeypatch, caplog, capsys
 ):
     """Real kafka-python and qdrant-client constructors, at DEBUG, against closed ports."""
+    from streams.wire.settings import aiokafka_kwargs
     from streams.wire.topics import admin_client
-    from streams.worker.app import aiokafka_kwargs, faust_credentials
+    from streams.worker.app import faust_credentials
     from workers.index import VideoIndex, VideoIndexError
 
     port = _free_port()

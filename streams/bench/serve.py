@@ -292,7 +292,7 @@ async def _visible(
     shows it (the server's histogram covers every list)."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.serve.store import aiokafka_kwargs
+    from streams.wire.settings import aiokafka_kwargs
 
     producer = AIOKafkaProducer(**aiokafka_kwargs(kafka), acks=1, linger_ms=0)
     await producer.start()

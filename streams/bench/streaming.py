@@ -37,7 +37,7 @@ async def _passthrough(kafka: Any, src: str, dst: str, group: str) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.abc import ConsumerRebalanceListener
 
-    from streams.worker.app import aiokafka_kwargs
+    from streams.wire.settings import aiokafka_kwargs
 
     class Announce(ConsumerRebalanceListener):
         async def on_partitions_revoked(self, revoked: Any) -> None:

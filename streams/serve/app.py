@@ -44,9 +44,9 @@ from schemas.messages import Reason, SourceScores
 from streams.serve.board import Board
 from streams.serve.rules import Rules, VideoMeta, apply_rules
 from streams.serve.settings import ServeSettings
-from streams.serve.store import Store, StoreFeed, aiokafka_kwargs
+from streams.serve.store import Store, StoreFeed
 from streams.wire.privacy import Pseudonymiser
-from streams.wire.settings import KafkaSettings
+from streams.wire.settings import KafkaSettings, aiokafka_kwargs
 from streams.wire.topics import Topics, TopicSettings
 from workers.settings import EngineSettings
 

@@ -34,7 +34,7 @@ from schemas.wire import (
 )
 from streams.serve.board import Board
 from streams.serve.rules import Item, VideoMeta
-from streams.wire.settings import KafkaSettings
+from streams.wire.settings import KafkaSettings, aiokafka_kwargs
 from streams.wire.topics import Topics, create_topics, partition_ids
 from workers.cooc import CoOccurrence
 from workers.decay import half_life_days
@@ -365,28 +365,6 @@ class Store:
             for j in best.tolist()
             if score[j] > 0
         ]
-
-
-def aiokafka_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection options of an aiokafka client (as ``streams.worker.app``'s, which the server
-    may not import: both sit on the same layer)."""
-    import ssl
-
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": kafka.servers,
-        "security_protocol": kafka.security_protocol,
-    }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        ctx = ssl.create_default_context(cafile=kafka.ssl_cafile)
-        if kafka.ssl_certfile:
-            ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
-        kwargs["ssl_context"] = ctx
-    if kafka.security_protocol.startswith("SASL_"):
-        assert kafka.sasl_password is not None
-        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
-        kwargs["sasl_plain_username"] = kafka.sasl_username
-        kwargs["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
-    return kwargs
 
 
 class StoreFeed:

@@ -140,3 +140,33 @@ class PrivacySettings(BaseSettings):
         if self.pseudonymise_key is not None and len(self.pseudonymise_key) < 16:
             raise ValueError("VIDREC_PSEUDONYMISE_KEY must be at least 16 characters")
         return self
+
+
+def ssl_context(kafka: KafkaSettings) -> Any:
+    """The TLS context of an aiokafka client (None without TLS)."""
+    import ssl
+
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    ctx = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    if kafka.ssl_certfile:
+        ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
+    return ctx
+
+
+def aiokafka_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection options of an aiokafka client (the worker's replicator; vidrec serve's store
+    and producer)."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": kafka.servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    ctx = ssl_context(kafka)
+    if ctx is not None:
+        kwargs["ssl_context"] = ctx
+    if kafka.security_protocol.startswith("SASL_"):
+        assert kafka.sasl_password is not None
+        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
+        kwargs["sasl_plain_username"] = kafka.sasl_username
+        kwargs["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return kwargs

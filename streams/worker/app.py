@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -43,7 +42,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.wire import ITEM_DELTAS, STAGES, STATS, USER_EVENTS, VIDEO_VECTORS, VIDEOS
-from streams.wire.settings import KafkaSettings
+from streams.wire.settings import KafkaSettings, aiokafka_kwargs, ssl_context
 from streams.wire.topics import Topics, create_topics, partition_ids
 from streams.worker.agents import AGENTS, EMBED, LEARN, Backoff, register_agents
 from streams.worker.metrics import WorkerMetrics
@@ -151,7 +150,7 @@ class WorkerSettings(BaseSettings):
 def faust_credentials(kafka: KafkaSettings) -> Any:
     """faust's ``broker_credentials`` for a secured cluster (``None`` for plaintext)."""
 
-    ctx = _ssl_context(kafka)
+    ctx = ssl_context(kafka)
     if kafka.security_protocol.startswith("SASL_"):
         assert kafka.sasl_password is not None
         return faust.SASLCredentials(
@@ -163,33 +162,6 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     if ctx is not None:
         return faust.SSLCredentials(ctx)
     return None
-
-
-def _ssl_context(kafka: KafkaSettings) -> Any:
-    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
-        return None
-
-    ctx = ssl.create_default_context(cafile=kafka.ssl_cafile)
-    if kafka.ssl_certfile:
-        ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
-    return ctx
-
-
-def aiokafka_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection options of an aiokafka client (the replicator's consumer)."""
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": kafka.servers,
-        "security_protocol": kafka.security_protocol,
-    }
-    ctx = _ssl_context(kafka)
-    if ctx is not None:
-        kwargs["ssl_context"] = ctx
-    if kafka.security_protocol.startswith("SASL_"):
-        assert kafka.sasl_password is not None
-        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
-        kwargs["sasl_plain_username"] = kafka.sasl_username
-        kwargs["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
-    return kwargs
 
 
 @dataclass
