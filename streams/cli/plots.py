@@ -76,28 +76,13 @@ def plot_segments(
         style = "-" if main else "--"
         width = 2.2 if main else 1.2
         ax.plot(x, ys, style, marker="o", markersize=4, linewidth=width, label=name)
-    if half is not None:
-        ax.axvline(half, color="grey", linestyle=":", linewidth=1)
-        ax.text(
-            half,
-            1.0,
-            " 2nd half ->",
-            va="top",
-            fontsize=8,
-            color="grey",
-            transform=ax.get_xaxis_transform(),
-        )
-    if last20 is not None:
-        ax.axvline(last20, color="grey", linestyle=":", linewidth=0.8)
-        ax.text(
-            last20,
-            0.93,
-            " last 20 %",
-            va="top",
-            fontsize=8,
-            color="grey",
-            transform=ax.get_xaxis_transform(),
-        )
+    marks = ((half, 1.0, " 2nd half ->", 1.0), (last20, 0.93, " last 20 %", 0.8))
+    for at, y, label, width in marks:
+        if at is None:
+            continue
+        ax.axvline(at, color="grey", linestyle=":", linewidth=width)
+        ax.text(at, y, label, va="top", fontsize=8, color="grey",
+                transform=ax.get_xaxis_transform())  # fmt: skip
     ax.set_xlabel("stream time (end of each segment of user events)")
     ax.set_ylabel(f"HR@{k} (next event)")
     ax.set_ylim(bottom=0)
