@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from streams.wire.broker import wait_for_broker
 from streams.wire.settings import KafkaSettings
+from streams.wire.topics import delete_prefix
 from workers.encoder import HashingEncoder
 from workers.engine import Engine
 from workers.index import VideoIndex
@@ -78,3 +80,11 @@ def make_engine() -> Iterator[Callable[..., Engine]]:
     yield make
     for idx in indexes:
         idx.close()
+
+
+@pytest.fixture
+def prefix(kafka_settings: KafkaSettings) -> Iterator[str]:
+    """A topic prefix (and worker group) of this test alone; its topics are deleted after."""
+    p = f"t-{uuid.uuid4().hex[:10]}"
+    yield p
+    delete_prefix(kafka_settings, p)

@@ -8,8 +8,6 @@ import asyncio
 import socket
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from faust.types import TP
@@ -20,8 +18,7 @@ from test_engine import planted_log
 from schemas import UserEvent, VideoPublished
 from schemas.wire import USER_EVENTS, VIDEOS, WorkerStats
 from streams.wire.clients import Sender, consume, make_producer, subscribe
-from streams.wire.settings import KafkaSettings
-from streams.wire.topics import Topics, TopicSettings, create_topics, delete_prefix
+from streams.wire.topics import Topics, TopicSettings, create_topics
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.process import WorkerProcess, wait_until_serving
 from workers.adapter import EngineAdapter, Meta
@@ -129,13 +126,6 @@ def test_lag_is_the_highwater_minus_the_next_offset_to_handle(make_engine):
 
 # -- on the real broker ---------------------------------------------------------------------------
 PARTITIONS = 2
-
-
-@pytest.fixture
-def prefix(kafka_settings: KafkaSettings) -> Iterator[str]:
-    p = f"t-{uuid.uuid4().hex[:10]}"
-    yield p
-    delete_prefix(kafka_settings, p)
 
 
 def free_port() -> int:

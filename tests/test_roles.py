@@ -6,8 +6,6 @@ gets every vector by replication and must still serve lists that name the new vi
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,18 +13,10 @@ from test_engine import planted_log
 
 from schemas import UserEvent, VideoPublished
 from streams.wire.clients import Sender, consume, make_producer, subscribe
-from streams.wire.settings import KafkaSettings
-from streams.wire.topics import Topics, TopicSettings, create_topics, delete_prefix
+from streams.wire.topics import Topics, TopicSettings, create_topics
 from streams.worker.process import WorkerProcess, wait_until_serving
 
 PARTITIONS = 2
-
-
-@pytest.fixture
-def prefix(kafka_settings: KafkaSettings) -> Iterator[str]:
-    p = f"t-{uuid.uuid4().hex[:10]}"
-    yield p
-    delete_prefix(kafka_settings, p)
 
 
 def test_register_agents_refuses_unknown_agents_and_a_user_agent_without_table() -> None:

@@ -39,14 +39,6 @@ pytestmark = pytest.mark.kafka
 PARTITIONS = 6
 
 
-@pytest.fixture
-def prefix(kafka_settings: KafkaSettings) -> Iterator[str]:
-    """A topic prefix (and worker group) of this test alone; its topics are deleted after."""
-    p = f"t-{uuid.uuid4().hex[:10]}"
-    yield p
-    delete_prefix(kafka_settings, p)
-
-
 def _topics(prefix: str) -> Topics:
     return Topics(
         TopicSettings(prefix=prefix, partitions=PARTITIONS, internal_partitions=PARTITIONS)
