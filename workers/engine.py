@@ -253,6 +253,11 @@ class Engine:
             "fresh_content": {"content"},
             "pop_content": {"popular", "content"},
             "seq": {"seq"},
+            "creator": set(),
+            "language": set(),
+            "duration": set(),
+            "format": set(),
+            "visual": {"content"},
         }[f]
         return needs <= src
 

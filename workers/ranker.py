@@ -23,7 +23,27 @@ from river import linear_model, optim, preprocessing
 
 from workers import kernels
 
-FEATURES = ("cooc", "content", "mf", "popular", "recent", "fresh_content", "pop_content", "seq")
+FEATURES = (
+    "cooc",
+    "content",
+    "mf",
+    "popular",
+    "recent",
+    "fresh_content",
+    "pop_content",
+    "seq",
+    # metadata known at upload (issue 16): the user's decayed share of events on the item's
+    # creator, in its language, in its format (orientation x resolution tier), and how well its
+    # length fits the lengths the user watches; 0 where the item or the user has none
+    "creator",
+    "language",
+    "duration",
+    "format",
+    # the thumbnail: cosine of the item's visual descriptor with the user's visual profile
+    "visual",
+)
+# the metadata columns, in FEATURES order (``featurise``'s ``meta`` argument)
+META_FEATURES = ("creator", "language", "duration", "format")
 SOURCES = ("cooc", "content", "mf", "popular", "seq")
 _NONE = np.zeros(0, dtype=np.float32)  # a profile or sequential score that is not there
 
@@ -38,6 +58,11 @@ INITIAL_WEIGHTS = {
     "fresh_content": 1.0,
     "pop_content": 1.0,
     "seq": 0.3,  # the sequential model's log-lift (0: no better than chance)
+    "creator": 1.0,
+    "language": 0.5,
+    "duration": 0.3,
+    "format": 0.2,
+    "visual": 0.3,
 }
 
 
@@ -230,16 +255,20 @@ def featurise(
     popular: np.ndarray,
     cfg: RankerConfig,
     seq: np.ndarray | None = None,
+    meta: np.ndarray | None = None,
+    visual: np.ndarray | None = None,
 ) -> np.ndarray:
     """Feature matrix (n, len(FEATURES)) of ``items`` for one user at time ``now``.
 
     ``cooc`` is the user's co-occurrence scores as (sorted items, scores); ``seq`` the
-    sequential model's scores of ``items`` (None: the model is off). One compiled pass
+    sequential model's scores of ``items`` (None: the model is off); ``meta`` the
+    ``META_FEATURES`` columns of ``items`` (n, 4) and ``visual`` their visual similarity (n,),
+    None where off. The behaviour and text columns are one compiled pass
     (``workers.kernels.features``): in numpy it was a dozen calls over a few hundred rows,
     each costing more than its arithmetic.
     """
     keys, vals = cooc
-    return kernels.features(
+    base = kernels.features(
         np.asarray(items, dtype=np.int64),
         np.asarray(keys, dtype=np.int64),
         np.asarray(vals, dtype=np.float64),
@@ -253,6 +282,17 @@ def featurise(
         float(cfg.recent_half_life_s),
         float(cfg.fresh_s),
     )
+    out = np.zeros((len(base), len(FEATURES)), dtype=np.float32)
+    out[:, : base.shape[1]] = base
+    if meta is not None:
+        out[:, _META_AT : _META_AT + len(META_FEATURES)] = meta
+    if visual is not None:
+        out[:, _VISUAL_AT] = visual
+    return out
+
+
+_META_AT = FEATURES.index(META_FEATURES[0])
+_VISUAL_AT = FEATURES.index("visual")
 
 
 def sources_of(feats: np.ndarray) -> np.ndarray:
