@@ -46,10 +46,12 @@ from workers.cooc import CoOccurrence
 from workers.decay import half_life_days
 from workers.factors import Factors
 from workers.live import LiveQuality
+from workers.metadata import ItemMeta, UserMeta
 from workers.models import Observation
 from workers.popularity import Popularity
 from workers.ranker import (
     FEATURES,
+    META_FEATURES,
     SOURCES,
     Fusion,
     Ranked,
@@ -223,6 +225,12 @@ class Engine:
         self.fusion = Fusion(
             lr=s.fusion_lr if learn_fusion else 0.0, reg=s.fusion_l2, enabled=features
         )
+        self.item_meta = ItemMeta()
+        # users' metadata tastes are learned only when a metadata feature ranks with them;
+        # creators' new videos are candidates only when the creator feature does
+        self._meta_on = any(f in features for f in META_FEATURES)
+        self._creator_on = "creator" in features and s.candidates_creator > 0
+        self._meta_half_life_s = half_life_days(s.metadata_half_life_days)
         self.users: dict[str, UserState] = {}
         self.now = 0.0
         self.n_events = 0
@@ -294,6 +302,7 @@ class Engine:
         for v, vec, pub in zip(videos, vectors, pubs, strict=True):
             new = self.catalog.get(v.video_id) is None
             idx = self.catalog.add(v.video_id, pub)
+            self.item_meta.set(idx, v)
             same = self.catalog.has_content[idx] and np.array_equal(self.catalog.vectors[idx], vec)
             self.catalog.set_content(idx, vec, pub)
             if self.catalog.set_category(idx, v.category) and not new:
@@ -440,11 +449,14 @@ class Engine:
             "v": USER_SNAPSHOT_VERSION,
             "user": st.to_state(self.catalog.ids),
             "factors": None if u is None else [float(x) for x in u],
+            "meta": None if st.meta is None else st.meta.to_state(self.item_meta),
         }
 
     def restore_user(self, user_id: str, snap: dict[str, Any]) -> None:
         """Install a user's snapshot, replacing whatever was held about the user."""
-        self.users[user_id] = UserState.from_state(snap["user"], self.item_index)
+        st = self.users[user_id] = UserState.from_state(snap["user"], self.item_index)
+        if snap.get("meta") is not None:  # snapshots from before issue 16 have none
+            st.meta = UserMeta.from_state(snap["meta"], self.item_meta)
         self.drop_cached(user_id)
         if snap.get("factors") is not None:
             self.factors.users[user_id] = np.asarray(snap["factors"], dtype=np.float32)
@@ -545,9 +557,12 @@ class Engine:
             # A further positive action on the item just watched (play -> complete -> like)
             # strengthens it in place instead of co-counting the item with itself.
             st.ledger.append(idx, ts, w, events_kept(s))
+            self._learn_meta(st, idx, w, ts)
             return deltas
         if st.last_recs and self.fusion.lr > 0:
             deltas.fusion = self._fusion_rows(event.user_id, st, idx, hist)
+        # after the fusion's rows, which must see the tastes the list was ranked with
+        self._learn_meta(st, idx, w, ts)
         ids = self.catalog.ids
         window = [(ids[i], t, hw) for i, t, hw in hist[: self.cooc.window]]
         deltas.cooc.extend(self.cooc.deltas_one(Observation(event.user_id, vid, ts, w, window)))
@@ -566,6 +581,12 @@ class Engine:
             if len(pool) > s.seq_pool_users:
                 pool.popitem(last=False)
         return deltas
+
+    def _learn_meta(self, st: UserState, idx: int, w: float, ts: float) -> None:
+        if self._meta_on:
+            if st.meta is None:
+                st.meta = UserMeta()
+            st.meta.learn_one(self.item_meta.of(idx), w, ts, self._meta_half_life_s)
 
     def item_index(self, video_id: str, ts: float) -> int:
         """The catalogue index of ``video_id``, registering a video known only from events."""
@@ -798,6 +819,7 @@ class Engine:
                 "ledger_events": len(st.ledger) if st else 0,
                 "cooc_increments": len(deltas.cooc),
                 "popularity_increments": len(deltas.popularity),
+                **(st.meta.held() if st is not None and st.meta is not None else _NO_META),
                 **(
                     {"seq_training_pool": int(in_seq_pool), "seq_user_state": int(had_seq_state)}
                     if self.seq is not None
@@ -952,6 +974,9 @@ class Engine:
         )
         if seq is ...:
             seq = self._seq_scores(user_id, st)
+        meta = None
+        if self._meta_on and st is not None and st.meta is not None:
+            meta = st.meta.features(*self.item_meta.columns(items))
         return featurise(
             items,
             now=self.now,
@@ -963,6 +988,7 @@ class Engine:
             popular=pop,
             cfg=cfg,
             seq=None if seq is None else seq[items],
+            meta=meta,
         )
 
     def _profile(self, hist: list[tuple[int, float, float]]) -> np.ndarray | None:
@@ -1037,9 +1063,23 @@ class Engine:
         if "cooc" in cfg.sources and hist:
             cooc = self.cooc.score_history_arrays(hist)
             cands.append(np.asarray(_top_indices(cooc[1], cfg.n_cooc, cooc[0]), dtype=np.int64))
+        if self._creator_on and st is not None and st.meta is not None:
+            cands.append(self._creator_candidates(st.meta))
         profile = self._profile(hist)
         cached = self._cached_candidates(user_id, st) if cache else None
         return _RankInputs(user_id, st, hist, seen, cooc, cands, profile, cached)
+
+    def _creator_candidates(self, meta: UserMeta) -> np.ndarray:
+        """The newest videos of the creators the user watches most: a new video of a creator
+        the user follows is the one cold video we know they may want, content or not."""
+        s = self.settings
+        top = meta.top_creators(5, s.creator_min_share)
+        if not top:
+            return _NO_ITEMS
+        per = max(1, s.candidates_creator // len(top))
+        recent = self.item_meta.recent
+        out = [i for c in top for i in recent.get(c, ())[-per:]]
+        return np.asarray(out, dtype=np.int64)
 
     def _rank_from(
         self,
@@ -1280,11 +1320,17 @@ class Engine:
             "settings": self.settings.model_dump(),
             "sources": list(self.cfg.sources),
             "catalog": self.catalog.to_state(),
+            "item_meta": self.item_meta.to_state(),
             "cooc": self.cooc.to_state(),
             "factors": self.factors.to_state(),
             "popularity": self.popularity.to_state(),
             "fusion": self.fusion.to_state(),
             "users": {u: st.to_state(self.catalog.ids) for u, st in self.users.items()},
+            "user_meta": {
+                u: st.meta.to_state(self.item_meta)
+                for u, st in self.users.items()
+                if st.meta is not None
+            },
             "now": self.now,
             "n_events": self.n_events,
             "neg_pool": list(self._neg_pool),
@@ -1301,7 +1347,10 @@ class Engine:
         obj.factors = Factors.from_state(state["factors"])
         obj.popularity = Popularity.from_state(state["popularity"])
         obj.fusion = Fusion.from_state(state["fusion"])
+        obj.item_meta = ItemMeta.from_state(state.get("item_meta"))
         obj.users = {u: UserState.from_state(s, obj.item_index) for u, s in state["users"].items()}
+        for u, m in state.get("user_meta", {}).items():
+            obj.users[u].meta = UserMeta.from_state(m, obj.item_meta)
         obj.now = state["now"]
         obj.n_events = state["n_events"]
         obj._neg_pool = deque(state["neg_pool"], maxlen=5000)
@@ -1316,6 +1365,7 @@ class Engine:
 _TRENDING = trusted_reason(ReasonKind.TRENDING)
 _NO_COOC = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
+_NO_META = UserMeta().held()  # a forget's receipt names the metadata statistics even when none
 
 
 _MASK64 = (1 << 64) - 1

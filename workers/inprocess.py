@@ -18,6 +18,7 @@ from river import stats as river_stats
 from schemas import ErasureReceipt, ForgetUser, Recommendations, UserEvent, VideoPublished
 from workers.engine import Engine
 from workers.evaluation import Evaluator
+from workers.ranker import FEATURES, META_FEATURES
 from workers.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -189,19 +190,29 @@ BEHAVIOUR_ONLY = (
     "engine factors",
 )
 INDEPENDENT = ("item-knn", "online-mf", "popularity")
+# The hybrid without some of its features (an ablation): name -> the features left out
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    **{f"hybrid-no-{f}": (f,) for f in (*META_FEATURES, "visual")},
+    "hybrid-no-metadata": META_FEATURES,
+}
 
 
 def make_engine(
     name: str, settings: EngineSettings, encoder: Any, index_factory: Callable[[], Any]
 ) -> Engine | Baseline:
-    """The hybrid engine (``name='hybrid'``), one of its single-source configurations, or one of
-    the independent baselines of ``workers.baselines`` (which take no encoder or index)."""
+    """The hybrid engine (``name='hybrid'``), the hybrid without some features (``ABLATIONS``),
+    one of its single-source configurations, or one of the independent baselines of
+    ``workers.baselines`` (which take no encoder or index)."""
     if name in INDEPENDENT:
         from workers.baselines import make_baseline
 
         return make_baseline(name, k=settings.k)
     if name == "hybrid":
         return Engine(settings, encoder, index_factory())
+    if name in ABLATIONS:
+        on = Engine(settings, encoder, None).fusion.mask  # the hybrid's own features
+        kept = [f for f, m in zip(FEATURES, on, strict=True) if m and f not in ABLATIONS[name]]
+        return Engine(settings, encoder, index_factory(), features=kept)
     sources, features, overrides = BASELINES[name]
     s = settings.model_copy(update=overrides)
     index = index_factory() if "content" in sources else None

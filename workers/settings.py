@@ -203,6 +203,25 @@ class EngineSettings(BaseSettings):
     recent_half_life_days: float = Field(
         default=3.0, gt=0, description="Half-life of the ranker's 'recently published' feature."
     )
+    # Metadata known at upload (issue 16): workers.metadata.
+    metadata_half_life_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Half-life of a user's creator, language, format and length tastes.",
+    )
+    candidates_creator: int = Field(
+        default=30,
+        ge=0,
+        description="Recent videos of the user's most watched creators added as candidates "
+        "('more from creators you watch'); 0: the creator is a ranking feature only.",
+    )
+    creator_min_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="A creator's share of the user's events from which their new videos become "
+        "candidates.",
+    )
     # The sequential model (workers/sequential.py, issue 17): off until it earns its place.
     seq_enabled: bool = Field(
         default=False,

@@ -192,6 +192,9 @@ class UserState:
     last_ts: float = 0.0
     events: int = 0
     forgotten_at: float | None = None  # events up to this time were erased: never relearn them
+    # decayed creator, language, format and length tastes (workers.metadata.UserMeta); kept
+    # apart from ``to_state`` because it names creators by the engine's codes
+    meta: Any = None
 
     def to_state(self, ids: Sequence[str]) -> dict[str, Any]:
         """JSON-able; ``ids`` is the engine's catalogue id list."""

@@ -37,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_log_argument(e, "event log; default: the shipped sample")
     e.add_argument("recs", nargs="?", help="recommendations file from `vidrec run --out`")
     e.add_argument("--baselines", action="store_true", help="run the hybrid and every baseline")
-    e.add_argument("--only", help="comma-separated subset of systems for --baselines")
+    e.add_argument(
+        "--only",
+        help="comma-separated subset of systems for --baselines; 'hybrid-no-creator', "
+        "'hybrid-no-language', 'hybrid-no-duration', 'hybrid-no-format', 'hybrid-no-visual' "
+        "and 'hybrid-no-metadata' are the hybrid without those features (an ablation)",
+    )
     e.add_argument("--limit", type=int, default=0, help="stop after this many log lines")
     e.add_argument("--json", action="store_true", help="print results as JSON")
     e.add_argument("--markdown", help="also write the table as markdown to this file")
@@ -209,6 +214,7 @@ TABLE_COLUMNS = (
     ("2nd half NDCG@10", "h2_ndcg@10"),
     ("last 20% HR@10", "last20_hr@10"),
     ("last 20% NDCG@10", "last20_ndcg@10"),
+    ("new-video HR@10", "new_hr@10"),
     ("brand-new HR@10", "brand_new_hr@10"),
     ("HR@20", "hr@20"),
     ("cov@10", "coverage@10"),
@@ -233,9 +239,14 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 
 def _evaluate_baselines(path: str, args: argparse.Namespace) -> int:
     systems = tuple(s.strip() for s in args.only.split(",")) if args.only else SYSTEMS
-    unknown = [s for s in systems if s not in SYSTEMS]
+    from workers.inprocess import ABLATIONS
+
+    unknown = [s for s in systems if s not in SYSTEMS and s not in ABLATIONS]
     if unknown:
-        raise SystemExit(f"vidrec evaluate: unknown systems {unknown}; choose from {SYSTEMS}")
+        raise SystemExit(
+            f"vidrec evaluate: unknown systems {unknown}; choose from {SYSTEMS} or the "
+            f"hybrid without features: {tuple(ABLATIONS)}"
+        )
     from workers.encoder import load_encoder
 
     loaded = load_cli_settings("evaluate", args.settings)
