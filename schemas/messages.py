@@ -136,11 +136,13 @@ class ReasonKind(StrEnum):
     """Why an item is in a list, in the words a product would show.
 
     ``watched``: "because you watched X" (X gave the item its co-occurrence or content score);
-    ``new_in_topic``: a fresh video close to what the user watches; ``trending``: popular now.
+    ``new_in_topic``: a fresh video close to what the user watches; ``creator``: from a creator
+    the user watches (issue 16); ``trending``: popular now.
     """
 
     WATCHED = "watched"
     NEW_IN_TOPIC = "new_in_topic"
+    CREATOR = "creator"
     TRENDING = "trending"
 
 
@@ -159,6 +161,9 @@ class Reason(BaseModel):
       whichever of the two adds more to the fused score (fusion weight times score) and
       ``video_id`` the history item that gave most of it (the largest co-count contribution,
       or the nearest content vector);
+    - ``creator``: an item whose creator (the user's share of events on it, times its fusion
+      weight) adds more to its score than co-occurrence and content do; ``creator`` names it.
+      Checked first: "more from a creator you watch" is what a user recognises;
     - ``trending``: everything else. That is popularity, and also items that only the user's
       factors or sequence model brought (their ``mf``/``seq`` scores): no one watched item
       explains those, and "because you watched" would name one at random. An item with no
@@ -174,6 +179,8 @@ class Reason(BaseModel):
     source: Literal["cooc", "content"] | None = None
     # for ``new_in_topic``: the topic (the history item's category), when the catalogue knows it
     topic: str | None = None
+    # for ``creator``: the creator's id
+    creator: str | None = Field(default=None, max_length=256)
 
     def text(self) -> str:
         """One line for people, e.g. ``because you watched v12``."""
@@ -183,6 +190,8 @@ class Reason(BaseModel):
             if self.topic:
                 return f"new in {self.topic}, like {self.video_id}"
             return f"new, like {self.video_id}" if self.video_id else "new in a topic you watch"
+        if self.kind == ReasonKind.CREATOR:
+            return f"more from {self.creator}, whom you watch"
         return "trending"
 
 
@@ -212,7 +221,7 @@ def _trusted(cls: type[BaseModel], fields: frozenset[str], values: dict[str, Any
     return obj
 
 
-_REASON_FIELDS: dict[tuple[bool, bool, bool], frozenset[str]] = {}
+_REASON_FIELDS: dict[tuple[bool, ...], frozenset[str]] = {}
 
 
 def trusted_reason(
@@ -220,19 +229,20 @@ def trusted_reason(
     video_id: str | None = None,
     source: Literal["cooc", "content"] | None = None,
     topic: str | None = None,
+    creator: str | None = None,
 ) -> Reason:
     """A ``Reason`` from values the engine computed itself (not validated again); its fields
     set are the ones given (not None), as validation of the same JSON would leave them."""
-    key = (video_id is not None, source is not None, topic is not None)
+    key = (video_id is not None, source is not None, topic is not None, creator is not None)
     fields = _REASON_FIELDS.get(key)
     if fields is None:
-        names = ("video_id", "source", "topic")
+        names = ("video_id", "source", "topic", "creator")
         fields = _REASON_FIELDS[key] = frozenset(
             ["kind", *(n for n, on in zip(names, key, strict=True) if on)]
         )
-    return _trusted(
-        Reason, fields, {"kind": kind, "video_id": video_id, "source": source, "topic": topic}
-    )
+    values = {"kind": kind, "video_id": video_id, "source": source, "topic": topic}
+    values["creator"] = creator
+    return _trusted(Reason, fields, values)
 
 
 def recommended_items(

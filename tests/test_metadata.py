@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from schemas import ForgetUser, UserEvent, VideoPublished
+from schemas.messages import Reason, ReasonKind
 from workers.encoder import HashingEncoder
 from workers.engine import Engine
 from workers.index import VideoIndex
@@ -259,3 +260,30 @@ def test_a_video_without_metadata_ranks_as_before() -> None:
     cols = [FEATURES.index(f) for f in META_FEATURES]
     assert not feats[:, cols].any()
     assert math.isclose(eng.users["u"].meta.total, 5.0, rel_tol=1e-3)
+
+
+def test_an_item_brought_by_its_creator_says_so() -> None:
+    enc = HashingEncoder()
+    eng = Engine(
+        EngineSettings(k=10, fresh_slots=0, fusion_lr=0.0),
+        enc,
+        VideoIndex(IndexSettings(), enc.dim),
+    )
+    _follower_log(eng)
+    eng.on_video(vid(999, "chef", "en", 600, (1920, 1080), T0 + timedelta(hours=2), "zzz qqq"))
+    recs = eng.recommend("u1")
+    by_id = {it.video_id: it.reason for it in recs.items}
+    reason = by_id["v999"]
+    # the micro-batch's ranking gives the same reasons
+    batch = eng.publish_many(["u1", "x0"], [None, None], [0.0, 0.0])[0]
+    assert [(it.video_id, it.reason) for it in batch.items] == [
+        (it.video_id, it.reason) for it in recs.items
+    ]
+    assert reason.kind == ReasonKind.CREATOR and reason.creator == "chef"
+    assert reason.text() == "more from chef, whom you watch"
+    # as the JSON says it, validated again: the same reason
+    assert Reason.model_validate_json(reason.model_dump_json()) == reason
+    # videos of creators the user never watched are not "from a creator you watch"
+    assert all(
+        r.kind != ReasonKind.CREATOR for v, r in by_id.items() if v.startswith("v1") and v != "v999"
+    )

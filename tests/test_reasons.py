@@ -197,7 +197,9 @@ def test_the_batched_path_gives_the_reasons_of_one_at_a_time(trained):
             (it.video_id, it.reason) for it in b.items
         ]
         kinds |= {it.reason.kind for it in b.items}
-    assert kinds == set(ReasonKind)
+    # the planted videos have no creators: the creator reason's batched path is
+    # tests/test_metadata.py's
+    assert kinds == set(ReasonKind) - {ReasonKind.CREATOR}
 
 
 def test_recommendations_with_reasons_round_trip_through_decode(trained):

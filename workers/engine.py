@@ -50,6 +50,7 @@ from workers.metadata import ItemMeta, UserMeta
 from workers.models import Observation
 from workers.popularity import Popularity
 from workers.ranker import (
+    CREATOR_AT,
     FEATURES,
     META_FEATURES,
     SOURCES,
@@ -508,6 +509,7 @@ class Engine:
                 ranked.sources[:k],
                 ranked.fresh[:k],
                 ranked.history,
+                ranked.creator[:k],
             )
         ids = [self.catalog.ids[i] for i in ranked.items]
         return self._message(user_id, ranked, ids, trigger_event_id, t0)
@@ -1302,7 +1304,25 @@ class Engine:
             memo.clear()
             memo[-1] = _TRENDING
         # key: history item * 4 + how; trending (how 3, item -1) is -1
-        return [memo.get(k) or self._new_reason(k) for k in (best * 4 + how).tolist()]
+        out = [memo.get(k) or self._new_reason(k) for k in (best * 4 + how).tolist()]
+        if self._creator_on and len(ranked.creator) == n:
+            # "more from a creator you watch" where the creator adds most to the score
+            by_creator = float(w[CREATOR_AT]) * ranked.creator
+            for i in np.flatnonzero(
+                (by_creator > 0)
+                & (by_creator >= w[0] * sources[:, 0])
+                & (by_creator >= w[1] * sources[:, 1])
+            ).tolist():
+                out[i] = self._creator_reason(int(self.item_meta.creator[ranked.items[i]]))
+        return out
+
+    def _creator_reason(self, code: int) -> Reason:
+        key = -2 - code  # below the trending key (-1): no clash with history items
+        r = self._reason_memo.get(key)
+        if r is None:
+            name = self.item_meta.creators.names[code]
+            r = self._reason_memo[key] = trusted_reason(ReasonKind.CREATOR, creator=name)
+        return r
 
     def _new_reason(self, key: int) -> Reason:
         item, how = divmod(key, 4)

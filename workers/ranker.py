@@ -201,6 +201,8 @@ class Ranked:
     # the history it was ranked for, ``(item, ts, weight)`` most recent first (set by the
     # engine): the reasons of the published items name items of it
     history: list[tuple[int, float, float]] = field(default_factory=list)
+    # each item's creator column (the user's share of events on its creator): its reason
+    creator: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,7 @@ def featurise(
 
 
 _META_AT = FEATURES.index(META_FEATURES[0])
+CREATOR_AT = FEATURES.index("creator")
 _VISUAL_AT = FEATURES.index("visual")
 
 
@@ -324,4 +327,10 @@ def fuse_and_rank(
         min(cfg.slot_window, k),
         float(cfg.fresh_min_content),
     )
-    return Ranked(items[top_arr], scores[top_arr], sources_of(feats[top_arr]), fresh[top_arr])
+    return Ranked(
+        items[top_arr],
+        scores[top_arr],
+        sources_of(feats[top_arr]),
+        fresh[top_arr],
+        creator=feats[top_arr, CREATOR_AT],
+    )
