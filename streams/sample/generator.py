@@ -2,8 +2,10 @@
 
 The generator plants the structure a streaming recommender must discover (sparse, drifting topic
 tastes; binge sessions; heavy-tailed appeal and activity; freshness decay; trending; cold-start
-first views) behind noisy, overlapping text and coarse platform categories, so that no single
-signal is an oracle. ``vidrec sample`` writes it; ``default_sample_path()`` is the shipped one.
+first views; channels with their own topics, language and resolution; users who speak one or two
+languages and like shorts, long-form or a mix) behind noisy, overlapping text and coarse
+platform categories, so that no single signal is an oracle. ``vidrec sample`` writes it;
+``default_sample_path()`` is the shipped one.
 """
 
 from __future__ import annotations
