@@ -15,7 +15,7 @@ import pytest
 from schemas import EventType, UserEvent, VideoPublished
 from streams.cli import main
 from streams.imports.importer import import_file, import_movielens
-from streams.imports.rows import LogLayout, parse_time
+from streams.imports.rows import LogLayout, MetaColumns, parse_time
 from streams.wire.eventlog import BadLine, read_log
 
 T0 = 946_684_800  # 2000-01-01T00:00:00Z
@@ -281,6 +281,125 @@ def test_vidrec_import_detects_movielens_and_explains_a_layout_it_does_not_know(
         main(["import", str(tmp_path / "missing.csv"), "-o", str(out)])
     with pytest.raises(SystemExit, match="not a vidrec event type"):
         main(["import", str(movielens_csv), "-o", str(out), "--rating-map", "5=adore"])
+
+
+# -- metadata columns ----------------------------------------------------------------------------
+def _meta(v: VideoPublished) -> tuple:
+    return (v.creator_id, v.language, v.duration_s, v.width, v.height, v.thumbnail_url)
+
+
+def test_items_file_metadata_by_flag_and_by_vidrec_field_name(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    log.write_text(f"u,i,t\nann,a,{T0}\nann,b,{T0 + 1}\nbea,c,{T0 + 2}\nbea,d,{T0 + 3}\n")
+    items = tmp_path / "items.csv"
+    items.write_text(
+        "id,channel,lang,length,width,height,thumbnail_url\n"
+        "a,UC1,pt_BR,4:13,1920,1080,https://img.example/a.jpg\n"  # mm:ss, pt_BR read as pt-BR
+        "b,UC1,en,01:02:03,1080.0,1920,/srv/thumbs/b.png\n"  # hh:mm:ss; a whole float is fine
+        "c,,,PT1M30S,,,\n"  # ISO-8601; empty values are unknown
+        "d,UC2,English,soon,-1,wide,x\n"  # a bad row: the video keeps only its fallback title
+    )
+    out = tmp_path / "log.jsonl"
+    bad = tmp_path / "bad.csv"
+    code = main(
+        [
+            "import", str(log), "-o", str(out), "--quiet", "--user", "u", "--item", "i",
+            "--time", "t", "--items", str(items), "--item-id", "id", "--creator", "channel",
+            "--language", "lang", "--duration", "length", "--bad-rows", str(bad),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    videos = {m.video_id: m for m in _log(out) if isinstance(m, VideoPublished)}
+    assert _meta(videos["a"]) == ("UC1", "pt-BR", 253.0, 1920, 1080, "https://img.example/a.jpg")
+    assert _meta(videos["b"]) == ("UC1", "en", 3723.0, 1080, 1920, "/srv/thumbs/b.png")
+    assert _meta(videos["c"]) == (None, "", 90.0, 0, 0, None)
+    assert _meta(videos["d"]) == (None, "", 0.0, 0, 0, None)
+    rows = list(csv.DictReader(bad.open()))
+    assert [(r["line"], r["reason"]) for r in rows] == [
+        ("5", "language 'English' is not a language tag (en, pt-BR, ...)")
+    ]
+    assert "1 bad rows skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("duration", "soon", "duration 'soon' is neither seconds, mm:ss, hh:mm:ss nor ISO-8601"),
+        ("duration", "1:75", "duration '1:75' is neither seconds, mm:ss, hh:mm:ss nor ISO-8601"),
+        ("duration", "-3", "duration -3 s is out of range (0 to 30 days)"),
+        ("duration", "3000000", "duration 3e+06 s is out of range (0 to 30 days)"),
+        ("width", "wide", "width 'wide' is not a number"),
+        ("height", "720.5", "height 720.5 is not a whole number of pixels from 0 to 100000"),
+        ("width", "-1", "width -1 is not a whole number of pixels from 0 to 100000"),
+        ("language", "en-", "language 'en-' is not a language tag (en, pt-BR, ...)"),
+        ("creator", "UC" + "x" * 300, "creator id is longer than 256 characters"),
+        ("thumbnail", "a\x01b", "thumbnail contains a control character"),
+    ],
+)
+def test_a_bad_metadata_value_in_the_log_is_a_bad_row(tmp_path, column, value, reason):
+    src = tmp_path / "log.csv"
+    with src.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["user", "item", "time", column])
+        w.writerow(["u1", "v1", T0, ""])  # unknown: fine
+        w.writerow(["u2", "v2", T0 + 1, value])
+    out = tmp_path / "log.jsonl"
+    layout = LogLayout(user="user", item="item", time="time", meta=MetaColumns(**{column: column}))
+    report = import_file(src, out, layout)
+    assert [(b.line, b.reason) for b in report.bad] == [(3, reason)]
+    assert report.events == 1 and [v.video_id for v in _log(out) if v.kind == "video"] == ["v1"]
+
+
+def test_log_columns_carry_metadata_and_an_items_file_wins_field_by_field(tmp_path, capsys):
+    log = tmp_path / "log.tsv"
+    log.write_text(
+        "user\tvideo\tts\tchannel\tlen\tlang\n"
+        f"ann\tv1\t{T0 + 5}\tUCa\t10:00\tes\n"
+        f"bob\tv1\t{T0}\tUCa\t9:59\tes-MX\n"  # the earliest row of v1 says what v1 is
+        f"bob\tv2\t{T0 + 9}\tUCb\t45\tde\n"
+    )
+    items = tmp_path / "items.csv"
+    items.write_text("video,title,lang\nv2,Second,fr\n")  # v2's language from here, not the log
+    out = tmp_path / "log.jsonl"
+    args = ["import", str(log), "-o", str(out), "--quiet", "--user", "user", "--item", "video"]
+    args += ["--time", "ts", "--creator", "channel", "--duration", "len", "--language", "lang"]
+    assert main([*args, "--items", str(items)]) == 0
+    videos = {m.video_id: m for m in _log(out) if isinstance(m, VideoPublished)}
+    assert _meta(videos["v1"]) == ("UCa", "es-MX", 599.0, 0, 0, None)
+    assert (videos["v2"].title, *_meta(videos["v2"])) == ("Second", "UCb", "fr", 45.0, 0, 0, None)
+    with pytest.raises(SystemExit, match=r"--width: no column 'w' in .*log.tsv \(columns: user,"):
+        main([*args, "--width", "w"])
+
+
+def test_parquet_metadata_columns_with_nulls(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.table(
+        {
+            "user": ["a", "b", "c"],
+            "item": ["x", "y", "z"],
+            "t": [T0, T0 + 1, T0 + 2],
+            "secs": pa.array([61.5, None, float("nan")], pa.float64()),
+            "w": pa.array([3840, None, 1280], pa.int64()),
+            "span": pa.array([61_500, None, 86_400_000 * 2], pa.duration("ms")),
+        }
+    )
+    src = tmp_path / "log.parquet"
+    pq.write_table(table, src)
+    out = tmp_path / "log.jsonl"
+    layout = LogLayout("user", "item", "t", meta=MetaColumns(duration="secs", width="w"))
+    report = import_file(src, out, layout)
+    assert report.bad == []
+    videos = {m.video_id: m for m in _log(out) if isinstance(m, VideoPublished)}
+    assert [(videos[i].duration_s, videos[i].width) for i in "xyz"] == [
+        (61.5, 3840),
+        (0.0, 0),
+        (0.0, 1280),
+    ]
+    layout.meta.duration = "span"  # a Parquet duration column
+    import_file(src, out, layout)
+    videos = {m.video_id: m for m in _log(out) if isinstance(m, VideoPublished)}
+    assert [videos[i].duration_s for i in "xyz"] == [61.5, 0.0, 172_800.0]
 
 
 # -- vidrec data fetch ---------------------------------------------------------------------------

@@ -211,6 +211,65 @@ def test_text_and_categories_are_informative_but_not_an_oracle(sample) -> None:
     assert all(v.duration_s <= 60 for v in shorts)
 
 
+def _base(tag: str) -> str:
+    return tag.split("-")[0]
+
+
+def test_creators_publish_in_their_language_and_format(sample) -> None:
+    msgs, truth = sample
+    by_creator: dict[str, list[VideoPublished]] = defaultdict(list)
+    for v in videos(msgs).values():
+        assert v.language and v.creator_id
+        by_creator[v.creator_id].append(v)
+    assert len({_base(v.language) for v in videos(msgs).values()}) >= 5  # not one language
+    own, res_share = [], []
+    for creator, vs in by_creator.items():
+        own.append(sum(v.language == truth.creator_language[creator] for v in vs) / len(vs))
+        wide = Counter((v.width, v.height) for v in vs if "shorts" not in v.tags)
+        assert all(w > h for w, h in wide)  # landscape unless a short
+        if wide.total() >= 5:
+            res_share.append(wide.most_common(1)[0][1] / wide.total())
+    big = [s for s, vs in zip(own, by_creator.values(), strict=True) if len(vs) >= 5]
+    assert sum(own) / len(own) > 0.85 and min(big) >= 0.5
+    assert sum(s > 0.99 for s in own) > len(own) / 2  # most channels speak only one language
+    assert sum(res_share) / len(res_share) > 0.7  # a channel films at its usual resolution
+
+
+def test_users_mostly_watch_videos_in_their_languages(sample) -> None:
+    msgs, truth = sample
+    vids = videos(msgs)
+    supply = Counter(_base(v.language) for v in vids.values())
+    plays = events(msgs, "play")
+    own = sum(_base(vids[p.video_id].language) in truth.user_languages[p.user_id] for p in plays)
+    chance = sum(
+        sum(supply[lang] for lang in truth.user_languages[p.user_id]) / len(vids) for p in plays
+    )
+    assert own / len(plays) > 0.6
+    assert own > 1.5 * chance
+    mains = Counter(langs[0] for langs in truth.user_languages.values())
+    assert mains.most_common(1)[0][0] == "en" and len(mains) >= 5
+
+
+def test_shorts_lovers_watch_shorter_videos_than_long_form_watchers(sample) -> None:
+    msgs, truth = sample
+    vids = videos(msgs)
+    durations: dict[str, list[float]] = defaultdict(list)
+    for p in events(msgs, "play"):
+        durations[truth.user_length[p.user_id]].append(vids[p.video_id].duration_s)
+    shorts, long_ = durations["shorts"], durations["long"]
+    assert len(shorts) > 100 and len(long_) > 100
+
+    def share_short(ds: list[float]) -> float:
+        return sum(d <= 60 for d in ds) / len(ds)
+
+    assert share_short(shorts) > 2 * share_short(long_)
+    assert sorted(shorts)[len(shorts) // 2] < 0.75 * sorted(long_)[len(long_) // 2]
+    centres: dict[str, list[float]] = defaultdict(list)
+    for user, (centre, _) in truth.user_duration.items():
+        centres[truth.user_length[user]].append(centre)
+    assert max(centres["shorts"]) < min(centres["long"])  # the planted tastes do not overlap
+
+
 def test_cli_writes_gzip_and_plain_logs(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(streams.cli, "COMMAND_MODULES", ["streams.cli.sample"])
     args = ["--seed", "3", "--videos", "300", "--users", "60", "--days", "5"]
@@ -278,9 +337,39 @@ def test_shipped_sample_has_the_reported_shape() -> None:
     assert stats["top10pct_video_share"] > 0.4
 
 
+@pytest.fixture(scope="module")
+def default_run() -> tuple[list[VideoPublished | UserEvent], SampleTruth]:
+    """The generator with the shipped sample's arguments, and what it planted."""
+    truth = SampleTruth()
+    sizes = dict(videos=DEFAULT_VIDEOS, users=DEFAULT_USERS, days=DEFAULT_DAYS)
+    return list(generate(DEFAULT_SEED, **sizes, truth=truth)), truth
+
+
 @pytest.mark.slow
-def test_shipped_sample_matches_the_generator() -> None:
+def test_shipped_sample_matches_the_generator(default_run) -> None:
     with gzip.open(default_sample_path(), "rt", encoding="utf-8") as f:
         shipped = f.read().splitlines()
-    regenerated = lines(DEFAULT_SEED, videos=DEFAULT_VIDEOS, users=DEFAULT_USERS, days=DEFAULT_DAYS)
-    assert shipped == regenerated
+    assert shipped == [m.to_json().decode() for m in default_run[0]]
+
+
+@pytest.mark.slow
+def test_shipped_sample_plants_languages_and_lengths(default_run) -> None:
+    """At full size: foreign-language plays are skipped more, and shorts lovers mostly watch
+    shorts while long-form watchers rarely do."""
+    msgs, truth = default_run
+    vids = videos(msgs)
+    skipped = {(e.user_id, e.video_id) for e in events(msgs, "skip")}
+    plays: dict[bool, list[bool]] = defaultdict(list)
+    shorts: dict[str, list[bool]] = defaultdict(list)
+    for p in events(msgs, "play"):
+        v = vids[p.video_id]
+        foreign = _base(v.language) not in truth.user_languages[p.user_id]
+        plays[foreign].append((p.user_id, p.video_id) in skipped)
+        shorts[truth.user_length[p.user_id]].append(v.duration_s <= 60)
+    own_share = len(plays[False]) / (len(plays[False]) + len(plays[True]))
+    assert own_share > 0.65
+    skip_rate = {k: sum(v) / len(v) for k, v in plays.items()}
+    assert skip_rate[True] > 1.2 * skip_rate[False]
+    share = {k: sum(v) / len(v) for k, v in shorts.items()}
+    assert share["shorts"] > 0.5 > 0.15 > share["long"]
+    assert share["shorts"] > share["mixed"] > share["long"] * 0.9

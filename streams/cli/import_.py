@@ -11,10 +11,12 @@ from typing import Any
 from streams.cli.options import Progress
 from streams.imports.importer import import_file
 from streams.imports.rows import (
+    META_FIELDS,
     RATING_TYPES,
     BadRow,
     ItemsLayout,
     LogLayout,
+    MetaColumns,
     is_movielens,
     movielens_layout,
     parse_rating_map,
@@ -91,6 +93,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument(
         "--published", metavar="COL", help="publication time column; wins over the year rule"
     )
+    m = p.add_argument_group(
+        "metadata columns",
+        "Read from the items file and from the log's own rows (the earliest row of each item), "
+        "wherever the column is; the items file's value wins unless it is empty. An items "
+        "file's columns named as vidrec's fields "
+        "(creator_id, language, duration_s, width, height, thumbnail_url) are found without a "
+        "flag. An empty value is unknown; a bad one makes its row a bad row.",
+    )
+    m.add_argument("--creator", metavar="COL", help="creator (channel) id column")
+    m.add_argument("--language", metavar="COL", help="language tag column: en, pt-BR, pt_BR...")
+    m.add_argument(
+        "--duration",
+        metavar="COL",
+        help="duration column: seconds, mm:ss, hh:mm:ss or ISO-8601 (PT4M13S)",
+    )
+    m.add_argument("--width", metavar="COL", help="frame width column, pixels")
+    m.add_argument("--height", metavar="COL", help="frame height column, pixels")
+    m.add_argument("--thumbnail", metavar="COL", help="thumbnail URL or file path column")
     p.add_argument("--bad-rows", metavar="FILE", help="write every bad row (line, reason, raw)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_import)
@@ -137,10 +157,11 @@ def _layouts(args: argparse.Namespace) -> tuple[LogLayout, tuple[str, ItemsLayou
         fallback = "Item"
     if args.time_unit != "auto":
         layout.time_unit = args.time_unit
+    ih = read_header(args.items, args.delimiter) if args.items else []
+    item_meta, layout.meta = _meta_columns(args, header, ih)
     require_columns(args.src, header, layout.columns())
     if not args.items:
         return layout, None, fallback
-    ih = read_header(args.items, args.delimiter)
 
     def pick(option: str | None, *names: str) -> str | None:
         return option or next((n for n in names if n in ih), None)
@@ -156,9 +177,46 @@ def _layouts(args: argparse.Namespace) -> tuple[LogLayout, tuple[str, ItemsLayou
         time_unit=args.time_unit,
         item_prefix=layout.item_prefix,
         year_in_title=fallback == "Movie" and not args.year and "year" not in ih,
+        meta=item_meta,
     )
     require_columns(args.items, ih, items.columns())
     return layout, (args.items, items), fallback
+
+
+def _meta_columns(
+    args: argparse.Namespace, header: list[str], items_header: list[str]
+) -> tuple[MetaColumns, MetaColumns]:
+    """Each metadata flag's column in the items file and in the log, wherever it is.
+
+    An items file's column named as the field of ``VideoPublished`` needs no flag.
+    """
+    in_items, in_log = MetaColumns(), MetaColumns()
+    for name in META_FIELDS:
+        col = getattr(args, name)
+        if col is None:
+            default = _META_DEFAULTS[name]
+            if default in items_header:
+                setattr(in_items, name, default)
+            continue
+        if col in items_header:
+            setattr(in_items, name, col)
+        if col in header:
+            setattr(in_log, name, col)
+        if col not in items_header and col not in header:
+            where = f"{args.src} or {args.items}" if args.items else args.src
+            have = ", ".join(dict.fromkeys(header + items_header)) or "none"
+            raise _fail(f"--{name}: no column {col!r} in {where} (columns: {have})")
+    return in_items, in_log
+
+
+_META_DEFAULTS = {
+    "creator": "creator_id",
+    "language": "language",
+    "duration": "duration_s",
+    "width": "width",
+    "height": "height",
+    "thumbnail": "thumbnail_url",
+}
 
 
 def _write_bad_rows(path: str, bad: list[BadRow]) -> None:

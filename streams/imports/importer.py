@@ -81,6 +81,8 @@ class _Catalogue:
     def info(self, item: str) -> tuple[str, int, ItemInfo]:
         if item in self.items_file:
             line, info = self.items_file[item]
+            if item in self.inline:  # metadata the items file lacks, from the log's columns
+                info = info.with_meta_from(self.inline[item][2])
             return self.source, line, info
         if item in self.inline:
             _, line, info = self.inline[item]
@@ -155,6 +157,12 @@ def _video(item: str, info: ItemInfo, pub: float, fallback: str) -> VideoPublish
         tags=list(info.tags),
         category=info.tags[0] if info.tags else "",
         published_at=_iso(pub),
+        duration_s=info.duration,
+        width=info.width,
+        height=info.height,
+        language=info.language,
+        creator_id=info.creator,
+        thumbnail_url=info.thumbnail,
     )
 
 

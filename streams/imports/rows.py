@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import functools
 import io
 import math
@@ -16,7 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +80,53 @@ class BadRow:
 
 @dataclass(frozen=True, slots=True)
 class ItemInfo:
-    """What an items file (or a MovieLens row) says about an item; ``None`` means unknown."""
+    """What an items file (or a log's own columns) says about an item.
+
+    ``None``, ``""`` and ``0`` mean unknown, as in ``VideoPublished``.
+    """
 
     title: str = ""
     tags: tuple[str, ...] = ()
     year: int | None = None
     description: str = ""
     published: float | None = None
+    creator: str | None = None
+    language: str = ""
+    duration: float = 0.0
+    width: int = 0
+    height: int = 0
+    thumbnail: str | None = None
+
+    def with_meta_from(self, other: ItemInfo) -> ItemInfo:
+        """This info with its unknown metadata taken from ``other``.
+
+        An items file's row wins over the log's own columns, field by field.
+        """
+        fill = {f: getattr(other, f) for f in META_FIELDS if not getattr(self, f)}
+        return dataclasses.replace(self, **fill) if any(fill.values()) else self
+
+
+# The metadata fields an import can map from named columns (``vidrec import --creator COL``...).
+META_FIELDS = ("creator", "language", "duration", "width", "height", "thumbnail")
+
+
+@dataclass
+class MetaColumns:
+    """Which column holds each metadata field (``None``: not read)."""
+
+    creator: str | None = None
+    language: str | None = None
+    duration: str | None = None
+    width: str | None = None
+    height: str | None = None
+    thumbnail: str | None = None
+
+    def named(self) -> list[str | None]:
+        """The column per field of ``META_FIELDS``, in that order."""
+        return [getattr(self, f) for f in META_FIELDS]
+
+    def columns(self) -> list[str]:
+        return [c for c in self.named() if c is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +287,104 @@ def parse_year(value: Any) -> int | None:
     return int(x)
 
 
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+_MAX_DURATION_S = 30 * 24 * 3600.0  # as VideoPublished.duration_s
+_MAX_PIXELS = 100_000
+_ISO_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
+_CLOCK = re.compile(r"(\d+):(\d\d)(?::(\d\d))?(\.\d+)?")  # mm:ss or hh:mm:ss
+
+
+def _unknown(value: Any) -> bool:
+    """Empty, null, R's ``NA`` or a float NaN (a pandas-written null): the field is unknown."""
+    if isinstance(value, float):
+        return math.isnan(value)
+    return value is None or _text(value) in ("", "NA")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number, ``mm:ss``, ``hh:mm:ss`` or ISO-8601 (``PT4M13S``); 0 if unknown."""
+    if _unknown(value):
+        return 0.0
+    if isinstance(value, timedelta):  # a Parquet duration column
+        x = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        x = float(value)
+    else:
+        s = _text(value)
+        try:
+            x = float(s)
+        except ValueError:
+            x = _clock_or_iso(s)
+    if not (math.isfinite(x) and 0.0 <= x <= _MAX_DURATION_S):
+        raise RowError(f"duration {x:g} s is out of range (0 to 30 days)")
+    return x
+
+
+def _clock_or_iso(s: str) -> float:
+    if m := _CLOCK.fullmatch(s):
+        a, b, c, frac = m.groups()
+        h, mi, sec = (int(a), int(b), int(c)) if c else (0, int(a), int(b))
+        if sec < 60 and (mi < 60 or not c):
+            return h * 3600 + mi * 60 + sec + float(frac or 0)
+    elif (m := _ISO_DURATION.fullmatch(s.upper())) and any(m.groups()):
+        d, h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+        return ((d * 24 + h) * 60 + mi) * 60 + sec
+    raise RowError(f"duration {s[:40]!r} is neither seconds, mm:ss, hh:mm:ss nor ISO-8601")
+
+
+def parse_pixels(value: Any, what: str) -> int:
+    """A width or height in pixels (a whole number, 0 to 100,000); 0 if unknown."""
+    if _unknown(value):
+        return 0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        x = float(value)
+    else:
+        s = _text(value)
+        try:
+            x = float(s)
+        except ValueError:
+            raise RowError(f"{what} {s[:40]!r} is not a number") from None
+    if not (x.is_integer() and 0 <= x <= _MAX_PIXELS):
+        raise RowError(f"{what} {x:g} is not a whole number of pixels from 0 to {_MAX_PIXELS}")
+    return int(x)
+
+
+def parse_language(value: Any) -> str:
+    """A BCP-47 language tag (``en``, ``pt-BR``; ``pt_BR`` is read as ``pt-BR``); "" if unknown."""
+    if _unknown(value):
+        return ""
+    s = _text(value).replace("_", "-")
+    if s.lower() == "und":  # BCP-47's "undetermined"
+        return ""
+    if len(s) > 35 or not _LANGUAGE_TAG.fullmatch(s):
+        raise RowError(f"language {s[:40]!r} is not a language tag (en, pt-BR, ...)")
+    return s
+
+
+def _optional_text(value: Any, what: str, max_len: int) -> str | None:
+    if _unknown(value):
+        return None
+    s = _text(value)
+    if len(s) > max_len:
+        raise RowError(f"{what} is longer than {max_len} characters")
+    if _CONTROL.search(s):
+        raise RowError(f"{what} contains a control character")
+    return s
+
+
+def parse_meta(values: Sequence[Any]) -> dict[str, Any]:
+    """``ItemInfo`` keyword arguments from one value per ``META_FIELDS`` (``None``: no column)."""
+    creator, language, duration, width, height, thumbnail = values
+    return {
+        "creator": _optional_text(creator, "creator id", 256),
+        "language": parse_language(language),
+        "duration": parse_duration(duration),
+        "width": parse_pixels(width, "width"),
+        "height": parse_pixels(height, "height"),
+        "thumbnail": _optional_text(thumbnail, "thumbnail", 2048),
+    }
+
+
 def split_tags(value: Any, sep: str | None = None) -> tuple[str, ...]:
     """Tags separated by ``sep``, or by ``|`` when the value has one and ``,`` otherwise."""
     if isinstance(value, (list, tuple)):
@@ -390,7 +529,8 @@ class LogLayout:
 
     ``type`` maps a column's values through ``type_map``; otherwise ``rating`` (when given) is
     checked and, when ``graded``, mapped through ``rating_map``; otherwise every row is a watch.
-    ``title``/``tags``/``year`` are item columns carried on every row (the MovieLens layout).
+    ``title``/``tags``/``year`` are item columns carried on every row (the MovieLens layout), as
+    are the ``meta`` columns (creator, language, duration...) of a log that names them.
     """
 
     user: str
@@ -408,11 +548,12 @@ class LogLayout:
     tags: str | None = None
     tags_sep: str | None = None
     year: str | None = None
+    meta: MetaColumns = field(default_factory=MetaColumns)
 
     def columns(self) -> list[str]:
         cols = [self.user, self.item, self.time, self.type, self.rating]
         cols += [self.title, self.tags, self.year]
-        return [c for c in cols if c is not None]
+        return [c for c in cols if c is not None] + self.meta.columns()
 
 
 def movielens_layout(
@@ -508,18 +649,28 @@ def _interaction(
     else:
         t = EventType.WATCH
     info = None
-    if lay.title or lay.tags or lay.year:
+    meta = lay.meta.named()
+    if lay.title or lay.tags or lay.year or any(meta):
         title, tags, year = (v[pos[c]] if c else None for c in (lay.title, lay.tags, lay.year))
         if isinstance(tags, list):  # a Parquet list column
             tags = tuple(tags)
-        info = _inline_info(title, tags, year, lay.tags_sep)
+        values = tuple(_hashable(v[pos[c]]) if c else None for c in meta)
+        info = _inline_info(title, tags, year, lay.tags_sep, values)
     return Interaction(line, ts, user, item, t), info
 
 
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value  # a Parquet list column
+
+
 @functools.lru_cache(maxsize=1 << 16)
-def _inline_info(title: Any, tags: Any, year: Any, sep: str | None) -> ItemInfo:
+def _inline_info(
+    title: Any, tags: Any, year: Any, sep: str | None, meta: tuple[Any, ...]
+) -> ItemInfo:
     """Cached: a log that carries item columns repeats them on every row of the item."""
-    return ItemInfo(title=_text(title), tags=split_tags(tags, sep), year=parse_year(year))
+    return ItemInfo(
+        title=_text(title), tags=split_tags(tags, sep), year=parse_year(year), **parse_meta(meta)
+    )
 
 
 @dataclass
@@ -536,10 +687,11 @@ class ItemsLayout:
     time_unit: str = "auto"
     item_prefix: str = ""
     year_in_title: bool = False  # MovieLens' movies.csv: "Toy Story (1995)"
+    meta: MetaColumns = field(default_factory=MetaColumns)
 
     def columns(self) -> list[str]:
         cols = [self.item_id, self.title, self.tags, self.year, self.description, self.published]
-        return [c for c in cols if c is not None]
+        return [c for c in cols if c is not None] + self.meta.columns()
 
 
 def read_items(
@@ -582,4 +734,5 @@ def _item_info(v: list[Any], pos: dict[str, int], lay: ItemsLayout) -> ItemInfo:
         year=year,
         description=_text(v[pos[lay.description]]) if lay.description else "",
         published=published,
+        **parse_meta([v[pos[c]] if c else None for c in lay.meta.named()]),
     )

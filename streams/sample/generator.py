@@ -2,8 +2,10 @@
 
 The generator plants the structure a streaming recommender must discover (sparse, drifting topic
 tastes; binge sessions; heavy-tailed appeal and activity; freshness decay; trending; cold-start
-first views) behind noisy, overlapping text and coarse platform categories, so that no single
-signal is an oracle. ``vidrec sample`` writes it; ``default_sample_path()`` is the shipped one.
+first views; channels with their own topics, language and resolution; users who speak one or two
+languages and like shorts, long-form or a mix) behind noisy, overlapping text and coarse
+platform categories, so that no single signal is an oracle. ``vidrec sample`` writes it;
+``default_sample_path()`` is the shipped one.
 """
 
 from __future__ import annotations
@@ -65,8 +67,25 @@ _TIMEZONES = [(-8, 0.15), (-6, 0.1), (-5, 0.25), (0, 0.15), (1, 0.15), (5.5, 0.1
               (10, 0.05)]  # fmt: skip
 _RESOLUTIONS = [((1920, 1080), 0.6), ((1280, 720), 0.2), ((3840, 2160), 0.12),
                 ((2560, 1440), 0.05), ((854, 480), 0.03)]  # fmt: skip
-_LANGUAGES = [("en", 0.88), ("en-US", 0.05), ("en-GB", 0.04), ("es", 0.01), ("de", 0.01),
-              ("fr", 0.01)]  # fmt: skip
+# A channel's language tag (country variants included), weighted like a global platform's
+# supply; users speak the same languages in the same proportions (by base language).
+_LANGUAGE_TAGS = [("en-US", 0.26), ("en", 0.10), ("en-GB", 0.06), ("en-IN", 0.04), ("es", 0.08),
+                  ("es-MX", 0.05), ("pt-BR", 0.09), ("hi", 0.08), ("ja", 0.05), ("fr", 0.05),
+                  ("de", 0.05), ("ru", 0.04), ("ko", 0.03), ("id", 0.02)]  # fmt: skip
+LANGUAGES = list(dict.fromkeys(t.split("-")[0] for t, _ in _LANGUAGE_TAGS))  # base languages
+_TAG_LANG = np.array([LANGUAGES.index(t.split("-")[0]) for t, _ in _LANGUAGE_TAGS])
+_TAG_WEIGHT = np.array([w for _, w in _LANGUAGE_TAGS]) / sum(w for _, w in _LANGUAGE_TAGS)
+_TAG_EN = [t for t, _ in _LANGUAGE_TAGS].index("en")
+_LANGUAGE_WEIGHT = [
+    (k, math.fsum(w for t, w in _LANGUAGE_TAGS if t.split("-")[0] == lang))
+    for k, lang in enumerate(LANGUAGES)
+]
+CREATOR_SECOND_LANGUAGE = 0.25  # share of channels that also publish in a second language
+SECOND_LANGUAGE_SHARE = 0.2  # of such a channel's videos
+# Length tastes: (name, share of users, preferred duration in seconds, width in log-seconds).
+LENGTH_TASTES = [("shorts", 0.25, 40.0, 0.9), ("mixed", 0.5, 480.0, 1.3),
+                 ("long", 0.25, 1500.0, 0.9)]  # fmt: skip
+_DUR_LO, _DUR_STEP, _DUR_BINS = math.log(10.0), 0.1, 74  # log-duration bins, 10 s to 4 h
 _CATEGORIES = sorted({c for t in TOPICS.values() for c in t["cats"]})
 _ID_ALPHABET = string.ascii_letters + string.digits + "-_"
 _SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "in", "of", "on", "or", "the", "to",
@@ -93,7 +112,9 @@ class SampleTruth:
     """What the generator planted; for tests and diagnostics only (none of it is in the log).
 
     Filled in by ``generate(..., truth=SampleTruth())`` before the first message is yielded.
-    Tastes map topic name to weight (weights below 1% are left out).
+    Tastes map topic name to weight (weights below 1% are left out). A user's languages are base
+    languages ("en", not "en-GB"); their duration taste is a preferred length in seconds and a
+    width in natural-log seconds (choice weights fall off as a Gaussian in log-duration).
     """
 
     topics: list[str] = field(default_factory=list)
@@ -105,6 +126,10 @@ class SampleTruth:
     user_final_taste: dict[str, dict[str, float]] = field(default_factory=dict)
     user_drifts: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
     user_joined: dict[str, datetime] = field(default_factory=dict)
+    creator_language: dict[str, str] = field(default_factory=dict)  # creator id -> language tag
+    user_languages: dict[str, list[str]] = field(default_factory=dict)  # base languages, main first
+    user_length: dict[str, str] = field(default_factory=dict)  # "shorts", "mixed" or "long"
+    user_duration: dict[str, tuple[float, float]] = field(default_factory=dict)  # (s, log width)
 
     def user_topics(self, user_id: str, min_weight: float = 0.1) -> set[str]:
         """Topics the user was planted to like at any time: initial main topics plus drifts."""
@@ -277,6 +302,9 @@ class _Catalogue:
     duration: np.ndarray
     short: np.ndarray
     creator_ids: list[str]
+    creator_lang: list[str]  # language tag per creator
+    lang: np.ndarray  # base-language index (into LANGUAGES) per video
+    dur_bin: np.ndarray  # log-duration bin per video (see _duration_bin)
     texts: list[tuple[str, str, list[str], str]]  # title, description, tags, category
     meta: list[tuple[int, int, str, str | None]]  # width, height, language, thumbnail
 
@@ -295,6 +323,12 @@ def _hour_time(rnd: random.Random, day_start: float, hours: list[float], tz_h: f
     """A time on the (local) day starting at ``day_start`` with the given hour-of-day rhythm."""
     hour = rnd.choices(range(24), weights=hours)[0]
     return day_start + (hour + rnd.random()) * 3600.0 - tz_h * 3600.0
+
+
+def _duration_bin(seconds: float) -> int:
+    """The log-duration bin of a length: users' duration tastes are tables over these bins."""
+    x = (math.log(max(seconds, 1.0)) - _DUR_LO) / _DUR_STEP
+    return min(_DUR_BINS - 1, max(0, int(x)))
 
 
 def _make_catalogue(
@@ -316,6 +350,20 @@ def _make_catalogue(
     shorts_share = np.array([TOPICS[TOPIC_NAMES[k]]["shorts"] for k in primary])
     shorts_channel = rng.random(n_cr) < shorts_share * 0.8
     creator_ids = ["UC" + _token(rnd, 22) for _ in range(n_cr)]
+    # A channel speaks one language (a few also publish in a second) and films in one format.
+    tag = rng.choice(len(_LANGUAGE_TAGS), size=n_cr, p=_TAG_WEIGHT)
+    tag2 = np.full(n_cr, -1)
+    for c in np.flatnonzero(rng.random(n_cr) < CREATOR_SECOND_LANGUAGE):
+        own = int(_TAG_LANG[tag[c]])
+        if own != 0 and rnd.random() < 0.7:  # most non-English channels' second one is English
+            tag2[c] = _TAG_EN
+            continue
+        for _ in range(20):
+            t2 = int(rng.choice(len(_LANGUAGE_TAGS), p=_TAG_WEIGHT))
+            if _TAG_LANG[t2] != own:
+                tag2[c] = t2
+                break
+    creator_res = [_weighted(rnd, _RESOLUTIONS) for _ in range(n_cr)]
 
     # Topic supply follows topic popularity; within a topic, channels' output is power-law.
     member_w = np.zeros((n_topics, n_cr))
@@ -364,6 +412,9 @@ def _make_catalogue(
     dur *= np.where(long_form, 3.5, 1.0)
     dur = np.clip(np.round(dur), 60, 4 * 3600)
     dur = np.where(is_short, rng.integers(12, 61, size=n), dur).astype(float)
+    dur_bin = np.array([_duration_bin(d) for d in dur.tolist()], dtype=int)
+    second = (tag2[creator] >= 0) & (rng.random(n) < SECOND_LANGUAGE_SHARE)
+    video_tag = np.where(second, tag2[creator], tag[creator])
 
     writer = _Writer(rnd)
     ids: set[str] = set()
@@ -391,11 +442,14 @@ def _make_catalogue(
                 category,
             )
         )
-        w, h = (1080, 1920) if short else _weighted(rnd, _RESOLUTIONS)
+        if short:
+            w, h = 1080, 1920
+        else:  # the channel's usual resolution, now and then another
+            w, h = creator_res[creator[i]] if rnd.random() < 0.85 else _weighted(rnd, _RESOLUTIONS)
         thumb = (
             f"https://img.vidrec.example/vi/{vid}/hqdefault.jpg" if rnd.random() < 0.85 else None
         )
-        meta.append((w, h, _weighted(rnd, _LANGUAGES), thumb))
+        meta.append((w, h, _LANGUAGE_TAGS[video_tag[i]][0], thumb))
     return _Catalogue(
         ids=id_list,
         topic=topic,
@@ -408,6 +462,9 @@ def _make_catalogue(
         duration=dur,
         short=is_short,
         creator_ids=creator_ids,
+        creator_lang=[_LANGUAGE_TAGS[t][0] for t in tag],
+        lang=_TAG_LANG[video_tag],
+        dur_bin=dur_bin,
         texts=texts,
         meta=meta,
     )
@@ -425,11 +482,31 @@ class _User:
     trend: float  # probability of a pick from global trending
     taste: np.ndarray  # over topics
     subpref: np.ndarray  # over global subtopics, mean 1 within each topic
+    langs: list[int]  # base languages spoken, main first
+    lang_w: np.ndarray  # choice weight per base language: 1 for the user's, small otherwise
+    length: str  # duration taste: "shorts", "mixed" or "long"
+    dur_pref: tuple[float, float]  # preferred log-duration and its width
+    dur_fit: np.ndarray  # per log-duration bin, in (0, 1]: how well a length suits the user
+    dur_w: np.ndarray  # choice weight per log-duration bin
     watched_list: list[int] = field(default_factory=list)
     affinity: dict[int, float] = field(default_factory=dict)  # creator -> boost
     last_end: float = 0.0
     last_day: int = 0
     drifts: list[tuple[float, int]] = field(default_factory=list)
+
+
+def _user_languages(rnd: random.Random) -> list[int]:
+    """A main language as common as its supply, and for some users a second (mostly English)."""
+    main = _weighted(rnd, _LANGUAGE_WEIGHT)
+    if rnd.random() >= (0.15 if main == 0 else 0.55):
+        return [main]
+    if main != 0 and rnd.random() < 0.8:
+        return [main, 0]
+    for _ in range(20):
+        second = _weighted(rnd, _LANGUAGE_WEIGHT)
+        if second != main:
+            return [main, second]
+    return [main]
 
 
 def _make_users(
@@ -457,6 +534,16 @@ def _make_users(
         subpref = np.empty(len(_SUBS))
         for subs in _TOPIC_SUBS:
             subpref[subs] = rng.dirichlet(np.full(len(subs), 0.6)) * len(subs)
+        langs = _user_languages(rnd)
+        lang_w = np.full(len(LANGUAGES), rnd.uniform(0.02, 0.08))
+        lang_w[langs] = 1.0
+        length, _, centre, width = _weighted(rnd, [(t, t[1]) for t in LENGTH_TASTES])
+        mu = math.log(centre) + rnd.gauss(0.0, 0.3)
+        sd = width * math.exp(rnd.gauss(0.0, 0.15))
+        fit = np.array(
+            [math.exp(-0.5 * ((_DUR_LO + (b + 0.5) * _DUR_STEP - mu) / sd) ** 2)
+             for b in range(_DUR_BINS)]
+        )  # fmt: skip
         users.append(
             _User(
                 uid=uid,
@@ -469,6 +556,12 @@ def _make_users(
                 trend=rng.beta(1.5, 10),
                 taste=taste,
                 subpref=subpref,
+                langs=langs,
+                lang_w=lang_w,
+                length=length,
+                dur_pref=(mu, sd),
+                dur_fit=fit,
+                dur_w=0.05 + 0.95 * fit,
                 last_day=int(join // DAY),
             )
         )
@@ -550,9 +643,14 @@ class _Simulator:
         return vids[: int(np.searchsorted(pubs, t - FRESH_GAP_S, side="right"))]
 
     def _weights(self, u: _User, idx: np.ndarray, t: float, same_sub: int = -1) -> np.ndarray:
-        """Choice weights within a pool: appeal x freshness x subtopic taste x social proof."""
+        """Choice weights within a pool: appeal, freshness, taste, language, length, social proof.
+
+        Each is a factor: a video in a language the user does not speak, or of a length far from
+        the user's, keeps a small weight (people do watch those, rarely), never zero.
+        """
         cat = self.cat
         w = cat.appeal[idx] * self._decay(idx, t) * u.subpref[cat.sub[idx]]
+        w *= u.lang_w[cat.lang[idx]] * u.dur_w[cat.dur_bin[idx]]
         trend = self._trend_now(idx, t)
         hot = np.flatnonzero(trend)
         w[hot] *= _map(_pow07, 1.0 + trend[hot] / 3.0)
@@ -578,6 +676,7 @@ class _Simulator:
         idx = self._top[self.cat.pub[self._top] <= t - FRESH_GAP_S]
         taste = u.taste / u.taste.max()
         w = self._trend_now(idx, t) * (0.3 + taste[self.cat.topic[idx]])
+        w *= u.lang_w[self.cat.lang[idx]] * u.dur_w[self.cat.dur_bin[idx]]
         w[self.mark[idx] == self.stamp] = 0.0
         return idx, w
 
@@ -634,10 +733,15 @@ class _Simulator:
     def _slate(
         self, u: _User, v: int, t: float, pool: np.ndarray, w: np.ndarray, size: int
     ) -> list[int]:
-        """The videos shown beside the chosen one: plausible alternatives, sometimes trending."""
+        """The videos shown beside the chosen one: plausible alternatives, sometimes trending.
+
+        The platform knows the user's language but not their taste in length, so alternatives
+        are drawn without it: some are lengths the user will pass over.
+        """
         rnd = self.rnd
         ok = (w > 0) & (pool != v)
-        cand, wc = pool[ok], w[ok]
+        cand = pool[ok]
+        wc = w[ok] / u.dur_w[self.cat.dur_bin[cand]]
         m = min(size - 1, len(cand))
         others: list[int] = []
         if m > 0:  # weighted sampling without replacement (Efraimidis-Spirakis keys)
@@ -663,7 +767,7 @@ class _Simulator:
         cat = self.cat
         if rnd.random() < 0.15:  # seen earlier in a feed or an up-next rail, not clicked then
             self._emit(t - rnd.uniform(30.0, 400.0), ui, v, IMP)
-        size = rnd.randint(4, 6) if browse else 1 + (rnd.random() < 0.25)
+        size = rnd.randint(4, 7) if browse else 1 + (rnd.random() < 0.25)
         for x in self._slate(u, v, t, pool, w, size) if size > 1 else [v]:
             self._emit(t, ui, x, IMP)
         tp = t + rnd.uniform(1.5, 12.0)
@@ -676,8 +780,11 @@ class _Simulator:
         dur = float(cat.duration[v])
         match = math.sqrt(u.taste[k] / u.taste.max()) * min(1.0, float(u.subpref[s])) ** 0.3
         aff = u.affinity.get(c, 0.0)
-        p_skip = 0.08 + 0.32 * (1.0 - match) ** 1.2 + (0.06 if cat.appeal[v] < 0.5 else 0.0)
+        fit = float(u.dur_fit[cat.dur_bin[v]])
+        foreign = u.lang_w[cat.lang[v]] < 1.0
+        p_skip = 0.05 + 0.32 * (1.0 - match) ** 1.2 + (0.06 if cat.appeal[v] < 0.5 else 0.0)
         p_skip += 0.2 if aff < -0.3 else 0.0
+        p_skip += (0.1 if foreign else 0.0) + 0.06 * (1.0 - fit)
         if rnd.random() < p_skip:
             ws = round(rnd.uniform(1.5, max(2.0, min(20.0, 0.3 * dur))), 1)
             end = tp + ws
@@ -690,7 +797,7 @@ class _Simulator:
         else:
             base = 0.85 if cat.short[v] else 0.1 + 0.75 * math.exp(-dur / 2400.0)
             quality = 1.0 + 0.1 * min(float(cat.appeal[v]), 3.0)
-            p_complete = min(0.97, base * (0.55 + 0.45 * match) * quality)
+            p_complete = min(0.97, base * (0.55 + 0.45 * match) * quality * (0.75 + 0.4 * fit))
             if rnd.random() < p_complete:
                 half = round(dur * rnd.uniform(0.35, 0.65), 1)
                 self._emit(tp + half, ui, v, WATCH, half)
@@ -867,6 +974,10 @@ def _fill_truth(
         truth.user_final_taste[u.uid] = _taste_dict(u.taste)
         truth.user_drifts[u.uid] = [(_dt(t), TOPIC_NAMES[k]) for t, k in u.drifts]
         truth.user_joined[u.uid] = _dt(u.join)
+        truth.user_languages[u.uid] = [LANGUAGES[k] for k in u.langs]
+        truth.user_length[u.uid] = u.length
+        truth.user_duration[u.uid] = (round(math.exp(u.dur_pref[0]), 1), round(u.dur_pref[1], 4))
+    truth.creator_language = dict(zip(cat.creator_ids, cat.creator_lang, strict=True))
 
 
 def _messages(
