@@ -83,6 +83,7 @@ def test_encoder_and_sample_rows(capsys, tmp_path):
     assert rows["encoder int8 / fp32"][0].startswith("x")
     sample = rows["embedded engine on the shipped sample, fresh top-20"]
     assert _number(sample[0]) > 0
+    assert rows["the same with metadata features / without (issue 16)"][0].startswith("x")
 
 
 @pytest.mark.kafka
