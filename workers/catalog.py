@@ -1,4 +1,5 @@
-"""The engine's in-memory catalogue: video id <-> dense index, publish time, content vector.
+"""The engine's in-memory catalogue: video id <-> dense index, publish time, content vector,
+and the thumbnail's visual descriptor where one could be read.
 
 Models key their arrays by a dense index so that scoring is one numpy operation over many items.
 The index is local to one engine (two workers may number videos differently), so anything that
@@ -12,15 +13,22 @@ from typing import Any
 
 import numpy as np
 
+from workers.thumbnails import VISUAL_DIM
+
 
 class Catalog:
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, visual_dim: int = VISUAL_DIM) -> None:
         self.dim = dim
+        self.visual_dim = visual_dim
         self.ids: list[str] = []
         self._idx: dict[str, int] = {}
         self.published_at = np.zeros(0, dtype=np.float64)
         self.vectors = np.zeros((0, dim), dtype=np.float32)
         self.has_content = np.zeros(0, dtype=bool)
+        # visual descriptors in float16 (0.9 kB a video; cosines need no more), allocated at
+        # the first one, so a catalogue without thumbnails holds none
+        self.visuals = np.zeros((0, visual_dim), dtype=np.float16)
+        self.has_visual = np.zeros(0, dtype=bool)
         # each video's category as a code into ``categories`` (0: none), so that a reason can
         # name the topic (issue 15) for 4 bytes a video
         self.category = np.zeros(0, dtype=np.int32)
@@ -53,8 +61,10 @@ class Catalog:
             has[:idx] = self.has_content[:idx]
             cat = np.zeros(cap, dtype=np.int32)
             cat[:idx] = self.category[:idx]
+            vis = np.zeros(cap, dtype=bool)
+            vis[:idx] = self.has_visual[:idx]
             self.published_at, self.vectors, self.has_content = pub, vec, has
-            self.category = cat
+            self.category, self.has_visual = cat, vis
         self.ids.append(video_id)
         self._idx[video_id] = idx
         self.published_at[idx] = published_at
@@ -68,6 +78,21 @@ class Catalog:
         self.published_at[idx] = published_at
         self.without_content.discard(idx)
         self._version += 1
+
+    def set_visual(self, idx: int, vector: np.ndarray) -> None:
+        """Store the video's visual descriptor (unit norm, ``visual_dim`` values)."""
+        if len(self.visuals) <= idx:
+            grown = np.zeros((len(self.has_visual), self.visual_dim), dtype=np.float16)
+            grown[: len(self.visuals)] = self.visuals
+            self.visuals = grown
+        self.visuals[idx] = vector
+        self.has_visual[idx] = True
+
+    def visual_of(self, idx: int) -> np.ndarray | None:
+        """The video's visual descriptor (float32), None without one."""
+        if not self.has_visual[idx]:
+            return None
+        return self.visuals[idx].astype(np.float32)
 
     def set_category(self, idx: int, name: str) -> bool:
         """Set the video's category; True when that changed it."""
@@ -102,7 +127,7 @@ class Catalog:
 
     def to_state(self) -> dict[str, Any]:
         n = len(self.ids)
-        return {
+        state = {
             "dim": self.dim,
             "ids": list(self.ids),
             "published_at": self.published_at[:n].copy(),
@@ -111,10 +136,15 @@ class Catalog:
             "category": self.category[:n].copy(),
             "categories": list(self.categories),
         }
+        if self.has_visual[:n].any():
+            state["visual_dim"] = self.visual_dim
+            state["has_visual"] = self.has_visual[:n].copy()
+            state["visuals"] = self.visuals[:n].copy()
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Catalog:
-        obj = cls(state["dim"])
+        obj = cls(state["dim"], state.get("visual_dim", VISUAL_DIM))
         for vid, pub in zip(state["ids"], state["published_at"], strict=True):
             obj.add(vid, float(pub))
         n = len(obj.ids)
@@ -124,5 +154,9 @@ class Catalog:
             obj.categories = list(state["categories"])
             obj._category_code = {c: i for i, c in enumerate(obj.categories)}
             obj.category[:n] = state["category"]
+        if "has_visual" in state:  # snapshots from before issue 16, or without any, have none
+            has = np.asarray(state["has_visual"], dtype=bool)
+            for i in np.flatnonzero(has):
+                obj.set_visual(int(i), state["visuals"][i])
         obj.without_content = set(np.flatnonzero(~obj.has_content[:n]).tolist())
         return obj

@@ -274,11 +274,10 @@ class ThumbnailReader:
             log.log(
                 level,
                 "thumbnails: %s (e.g. %r%s); such videos are indexed by text alone; "
-                "logged once, counted in vidrec_thumbnails_total{outcome=%r}",
+                "logged once, then only counted (a worker's vidrec_thumbnails_total)",
                 outcome,
                 url[:200] if url else "no thumbnail_url",
                 f": {reason}" if reason else "",
-                outcome,
             )
 
     def _cached(self, url: str) -> tuple[str, np.ndarray | None] | None:
