@@ -188,6 +188,8 @@ class WorkerApp:
             self.executor.shutdown(wait=False, cancel_futures=True)
         if self.index is not None:
             self.index.close()
+        if self.adapter.thumbnails is not None:
+            self.adapter.thumbnails.close()
 
 
 def make_app(
