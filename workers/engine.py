@@ -297,11 +297,13 @@ class Engine:
         visual = self._visuals_of(videos, visuals)
         self._videos_version += 1
         if self.index is not None:
+            # ``visuals`` only when there are some: an index without them keeps its signature
+            more = {"visuals": visual} if any(x is not None for x in visual) else {}
             self.index.upsert_many(
                 [v.video_id for v in videos],
                 vectors,
                 [_payload(v, p) for v, p in zip(videos, pubs, strict=True)],
-                visuals=visual,
+                **more,
             )
         for v, vec, pub, vis in zip(videos, vectors, pubs, visual, strict=True):
             new = self.catalog.get(v.video_id) is None
