@@ -438,3 +438,60 @@ def test_the_embed_agent_ships_text_at_once_and_visuals_where_read(make_engine, 
     assert wa.adapter.counts["thumbnails_ok"] == 1
     assert wa.adapter.counts["thumbnails_timeout"] == 1
     assert wa.adapter.counts["videos_embedded"] == 2
+
+
+# -- a worker on the real broker ---------------------------------------------------------------
+@pytest.mark.kafka
+def test_a_worker_on_the_broker_ships_visuals_and_never_waits_for_a_stalled_thumbnail(
+    kafka_settings, prefix, server, stalled, tmp_path: Path
+):
+    """``vidrec worker`` as a subprocess, thumbnails on loopback: the good one arrives as a
+    visual vector in ``video-vectors``, the stalled and broken ones cost only theirs, and no
+    video waits for ever on a server that never answers."""
+    from streams.wire.clients import Sender, consume, make_producer
+    from streams.wire.topics import Topics, TopicSettings, create_topics
+    from streams.worker.process import WorkerProcess, wait_until_serving
+
+    base, files, hits = server
+    files["/0.jpg"] = red(0)
+    (tmp_path / "2.jpg").write_bytes(b"broken")
+    timeout = 1.0
+    topics = Topics(TopicSettings(prefix=prefix, partitions=2, internal_partitions=2))
+    create_topics(kafka_settings, topics)
+    env: dict[str, str | None] = {
+        "VIDREC_TOPIC_PREFIX": prefix,
+        "VIDREC_TOPIC_PARTITIONS": "2",
+        "VIDREC_TOPIC_INTERNAL_PARTITIONS": "2",
+        "VIDREC_KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "VIDREC_ENCODER_MODEL_PATH": "hashing",
+        "VIDREC_WORKER_STATUS_INTERVAL_S": "0",
+        "VIDREC_QDRANT_PATH": None,
+        "QDRANT_URL": None,
+        "VIDREC_THUMBNAILS_TIMEOUT_S": str(timeout),
+    }
+    worker = WorkerProcess(f"{prefix}-w0", env=env)
+    try:
+        wait_until_serving([worker], 2)
+        urls = [f"{base}/0.jpg", f"{stalled}/1.jpg", str(tmp_path / "2.jpg")]
+        vids = [_with_thumb(i, u) for i, u in enumerate(urls)]
+        sender = Sender(make_producer(kafka_settings), topics)
+        sent_ms = time.time() * 1000
+        for v in vids:
+            sender.send(v)
+        sender.flush()
+        sender.close()
+        got = {}
+        for rec in consume(kafka_settings, topics.video_vectors, from_beginning=True, timeout_s=60):
+            r = decode_video_record(rec.value)
+            got[r.video.video_id] = (r, rec.timestamp_ms - sent_ms)
+            if len(got) == len(vids):
+                break
+    finally:
+        worker.stop()
+    assert sorted(got) == ["v0", "v1", "v2"]
+    assert got["v0"][0].visual is not None and hits == ["/0.jpg"]
+    np.testing.assert_allclose(got["v0"][0].visual, describe_bytes(red(0)), atol=1e-6)
+    assert got["v1"][0].visual is None and got["v2"][0].visual is None
+    print({vid: round(ms) for vid, (_, ms) in got.items()}, "ms from the send to video-vectors")
+    # a correctness bound with a wide margin (a busy machine, the broker's round trips)
+    assert max(ms for _, ms in got.values()) < (timeout + 10.0) * 1000, got
