@@ -145,6 +145,24 @@ def reader(**kw: object) -> ThumbnailReader:
     return ThumbnailReader(ThumbnailSettings(**kw))
 
 
+# -- settings ----------------------------------------------------------------------------------
+def test_thumbnail_settings_come_from_a_settings_file_and_the_environment(tmp_path, monkeypatch):
+    from workers.settings import SettingsFileError, write_settings_file
+
+    f = tmp_path / "s.json"
+    write_settings_file(f, thumbnails={"timeout_s": 0.5, "threads": 3})
+    s = load_settings(f)
+    assert (s.thumbnails.timeout_s, s.thumbnails.threads, s.thumbnails.enabled) == (0.5, 3, True)
+    monkeypatch.setenv("VIDREC_THUMBNAILS_TIMEOUT_S", "1.5")
+    monkeypatch.setenv("VIDREC_THUMBNAILS_ENABLED", "false")
+    s = load_settings(f)
+    assert (s.thumbnails.timeout_s, s.thumbnails.threads, s.thumbnails.enabled) == (1.5, 3, False)
+    assert load_settings(f, thumbnails={"timeout_s": 0.25}).thumbnails.timeout_s == 0.25
+    f.write_text('{"thumbnails": {"timeout": 3}}')
+    with pytest.raises(SettingsFileError, match="thumbnails.timeout: unknown setting"):
+        load_settings(f)
+
+
 # -- the descriptor -------------------------------------------------------------------------------
 def test_descriptor_is_unit_norm_and_puts_alike_images_closer():
     a = describe_bytes(red(0))
