@@ -1024,15 +1024,15 @@ class Engine:
         w *= cat.has_visual[rows]
         if not w.any():
             return None
-        prof = w[w != 0] @ cat.visuals[rows[w != 0]].astype(np.float32)
-        norm = float(np.linalg.norm(prof))
-        if norm == 0:
+        keep = w != 0
+        prof = cat.visual_profile(rows[keep], w[keep])
+        if prof is None:
             return None
         items = np.asarray(items, dtype=np.int64)
         out = np.zeros(len(items), dtype=np.float32)
         have = np.flatnonzero(cat.has_visual[items])
         if len(have):
-            out[have] = cat.visuals[items[have]].astype(np.float32) @ (prof / norm)
+            out[have] = cat.visual_cosines(items[have], prof)
         return out
 
     def _profile(self, hist: list[tuple[int, float, float]]) -> np.ndarray | None:
