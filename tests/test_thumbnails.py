@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 from test_engine import T0, video
 
 from schemas import UserEvent, VideoPublished
@@ -456,6 +457,9 @@ def test_the_embed_agent_ships_text_at_once_and_visuals_where_read(make_engine, 
     assert wa.adapter.counts["thumbnails_ok"] == 1
     assert wa.adapter.counts["thumbnails_timeout"] == 1
     assert wa.adapter.counts["videos_embedded"] == 2
+    scraped = generate_latest(wa.metrics.registry).decode()
+    assert 'vidrec_thumbnails_total{outcome="timeout"} 1.0' in scraped
+    assert 'vidrec_thumbnails_total{outcome="ok"} 1.0' in scraped
 
 
 # -- a worker on the real broker ---------------------------------------------------------------
