@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from test_engine import T0, video
 
@@ -32,7 +34,7 @@ from workers.engine import Engine
 from workers.inprocess import drive
 from workers.ranker import FEATURES
 from workers.settings import ThumbnailSettings, load_settings
-from workers.thumbnails import VISUAL_DIM, ThumbnailReader, describe_bytes
+from workers.thumbnails import VISUAL_DIM, ThumbnailError, ThumbnailReader, describe_bytes
 
 VISUAL = FEATURES.index("visual")
 # Slack over the fetch timeout for the correctness bounds below (a busy 2-core CI machine):
@@ -178,6 +180,24 @@ def test_descriptor_is_unit_norm_and_puts_alike_images_closer():
     assert float(a @ a2) > float(a @ blue_vertical) + 0.1
 
 
+_SEEDS = (red(9), encoded(picture(BLUE, False), "PNG"), encoded(picture(RED, True), "GIF"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2), st.integers(0, 4000), st.binary(max_size=64), st.integers(0, 100))
+def test_any_bytes_give_a_unit_descriptor_or_a_thumbnail_error(which, cut, junk, at):
+    """Truncated or corrupted image files: a descriptor or ThumbnailError, nothing else."""
+    data = bytearray(_SEEDS[which][: max(cut, 1)])
+    pos = min(at, len(data))
+    data[pos : pos + len(junk)] = junk
+    try:
+        d = describe_bytes(bytes(data))
+    except ThumbnailError as exc:
+        assert exc.outcome in ("failed", "too_large")
+        return
+    assert d.shape == (VISUAL_DIM,) and abs(float(np.linalg.norm(d)) - 1.0) < 1e-4
+
+
 # -- the reader -----------------------------------------------------------------------------------
 def test_reads_local_paths_file_urls_and_http(tmp_path: Path, server):
     base, files, _ = server
@@ -209,11 +229,13 @@ def test_broken_huge_and_unknown_thumbnails_cost_only_their_descriptor(
     files["/nolength/big.png"] = big  # no Content-Length: the cap stops the stream
     files["/broken.jpg"] = broken.read_bytes()
     files["/good.jpg"] = red(2)
+    files["/truncated.jpg"] = red(3)[:2000]
     huge_pixels = encoded(picture(RED, True, size=(2000, 1500)))  # few bytes, many pixels
     files["/pixels.jpg"] = huge_pixels
     urls = [
         str(broken),
         f"{base}/broken.jpg",
+        f"{base}/truncated.jpg",
         str(tmp_path / "absent.jpg"),
         f"{base}/absent.jpg",  # 404
         "ftp://example.org/x.jpg",
@@ -228,9 +250,9 @@ def test_broken_huge_and_unknown_thumbnails_cost_only_their_descriptor(
             got = r.read_many(urls)
             again = r.read_many(urls)  # a second batch: counted again, not logged again
             counts = dict(r.counts)
-    assert [g is None for g in got] == [True] * 9 + [False]
+    assert [g is None for g in got] == [True] * 10 + [False]
     assert [g is None for g in again] == [g is None for g in got]
-    assert counts["failed"] == 2 * 5 and counts["too_large"] == 2 * 4 and counts["ok"] == 2
+    assert counts["failed"] == 2 * 6 and counts["too_large"] == 2 * 4 and counts["ok"] == 2
     said = [rec.getMessage() for rec in caplog.records]
     assert sum("failed" in m for m in said) == 1 and sum("too_large" in m for m in said) == 1
     assert all("http" in m or "/" in m for m in said)  # each names an example

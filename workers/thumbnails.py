@@ -201,6 +201,12 @@ class ThumbnailReader:
 
     # -- one fetch (a pool thread) -----------------------------------------------------------
     def _fetch(self, url: str, deadline: float) -> tuple[str, np.ndarray | None, str]:
+        try:
+            return self._fetch_one(url, deadline)
+        except Exception as exc:  # a decoder's surprise is one bad thumbnail, not a batch's
+            return "failed", None, f"{type(exc).__name__}: {exc}"
+
+    def _fetch_one(self, url: str, deadline: float) -> tuple[str, np.ndarray | None, str]:
         host = _host(url)
         if time.monotonic() >= deadline:
             return "timeout", None, "the batch's deadline passed before the fetch started"
