@@ -153,27 +153,58 @@ class ItemDeltas:
 
 
 def encode_video_vector(
-    video: VideoPublished, vector: np.ndarray, encoder: str, origin: str
+    video: VideoPublished,
+    vector: np.ndarray,
+    encoder: str,
+    origin: str,
+    visual: np.ndarray | None = None,
 ) -> bytes:
-    vec = np.ascontiguousarray(vector, dtype="<f4")
-    return json.dumps(
-        {
-            "v": WIRE_VERSION,
-            "origin": origin,
-            "encoder": encoder,
-            "video": json.loads(video.to_json()),
-            "vector": base64.b64encode(vec.tobytes()).decode("ascii"),
-        },
-        separators=(",", ":"),
-    ).encode()
+    """A ``video-vectors`` record: the video, its text vector and, when its thumbnail could be
+    read, its visual descriptor (key ``visual``, absent otherwise: older readers ignore it)."""
+    d = {
+        "v": WIRE_VERSION,
+        "origin": origin,
+        "encoder": encoder,
+        "video": json.loads(video.to_json()),
+        "vector": _b64_f4(vector),
+    }
+    if visual is not None:
+        d["visual"] = _b64_f4(visual)
+    return json.dumps(d, separators=(",", ":")).encode()
 
 
-def decode_video_vector(raw: bytes) -> tuple[VideoPublished, np.ndarray, str]:
+def _b64_f4(vector: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _f4(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoVector:
+    """A decoded ``video-vectors`` record; ``visual`` None: no thumbnail descriptor."""
+
+    video: VideoPublished
+    vector: np.ndarray
+    encoder: str
+    visual: np.ndarray | None = None
+
+
+def decode_video_record(raw: bytes) -> VideoVector:
+    """The whole ``video-vectors`` record, visual descriptor included (records from before
+    issue 16 have none)."""
     d = json.loads(raw)
     video = decode(d["video"], expect=VideoPublished)
     assert isinstance(video, VideoPublished)
-    vec = np.frombuffer(base64.b64decode(d["vector"]), dtype="<f4").astype(np.float32)
-    return video, vec, str(d.get("encoder", ""))
+    visual = _f4(d["visual"]) if d.get("visual") else None
+    return VideoVector(video, _f4(d["vector"]), str(d.get("encoder", "")), visual)
+
+
+def decode_video_vector(raw: bytes) -> tuple[VideoPublished, np.ndarray, str]:
+    """(video, text vector, encoder name) of a ``video-vectors`` record."""
+    r = decode_video_record(raw)
+    return r.video, r.vector, r.encoder
 
 
 class _FactorRows(msgspec.Struct, array_like=True):

@@ -69,6 +69,14 @@ def test_index_rows(capsys, tmp_path):
     assert list(tmp_path.glob("ann-vectors-*-hashing.npz"))  # the vectors are cached
 
 
+def test_visual_rows(capsys, tmp_path):
+    rows = _run(capsys, tmp_path, "--only", "visual")
+    for size in ("480x360", "1280x720"):
+        figure, target, setting = rows[f"visual descriptor, {size} JPEG"]
+        assert figure.endswith("ms/video") and _number(figure) > 0
+        assert target.startswith("<= 5 ms: ") and "10 JPEGs" in setting
+
+
 def test_unknown_section_is_refused(capsys, tmp_path):
     assert main(["bench", "--only", "engine,gpu", "--out", str(tmp_path)]) == 2
     assert "gpu" in capsys.readouterr().err

@@ -382,3 +382,53 @@ def test_local_mode_never_builds_a_graph(tmp_path: Path) -> None:
     with VideoIndex(settings, dim=DIM) as index:
         index.upsert_many(IDS, VECS, PAYLOADS)
         assert not index.optimize() and not index.approximate
+
+
+# -- visual vectors (issue 16) ------------------------------------------------------------------
+VIS_DIM = 8
+
+
+def test_visual_vectors_are_stored_beside_text_and_optional(
+    make_index: Callable[..., VideoIndex], backend: str, tmp_path: Path
+) -> None:
+    """A video with a thumbnail descriptor stores it as the ``visual`` vector; one without keeps
+    its text vector alone; both are searchable by text and come back by ``get_visuals``."""
+    settings = IndexSettings(path=str(tmp_path / "vis"), backend=backend)
+    vis = np.random.default_rng(3).normal(size=(3, VIS_DIM)).astype(np.float32)
+    vis /= np.linalg.norm(vis, axis=1, keepdims=True)
+    with VideoIndex(settings, dim=DIM, visual_dim=VIS_DIM) as idx:
+        assert idx.visual
+        idx.upsert_many(IDS[:3], VECS[:3], PAYLOADS[:3], visuals=[vis[0], None, vis[2]])
+        got = idx.get_visuals(IDS[:3])
+        assert set(got) == {IDS[0], IDS[2]}
+        np.testing.assert_allclose(got[IDS[2]], vis[2], atol=1e-6)
+        assert set(idx.get_vectors(IDS[:3])) == set(IDS[:3])
+        assert idx.search(VECS[1], 1)[0][0] == IDS[1]
+        with pytest.raises(ValueError, match="visual"):
+            idx.upsert_many(IDS[:1], VECS[:1], PAYLOADS[:1], visuals=[np.ones(VIS_DIM + 1)])
+        with pytest.raises(ValueError, match="visuals"):
+            idx.upsert_many(IDS[:2], VECS[:2], PAYLOADS[:2], visuals=[None])
+
+
+def test_a_collection_made_before_visual_vectors_keeps_working(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An existing collection without the ``visual`` vector opens, stores text alone, and says
+    so once (not once per upsert)."""
+    settings = IndexSettings(
+        path=str(tmp_path / "old"), backend=backend, collection="old" + backend
+    )
+    with VideoIndex(settings, dim=DIM, visual_dim=0) as idx:
+        assert not idx.visual
+        idx.upsert_many(IDS[:2], VECS[:2], PAYLOADS[:2])
+    vis = np.ones((2, VIS_DIM), dtype=np.float32)
+    with caplog.at_level("WARNING", logger="workers.index"):
+        with VideoIndex(settings, dim=DIM, visual_dim=VIS_DIM) as idx:
+            assert not idx.visual
+            idx.upsert_many(IDS[1:3], VECS[1:3], PAYLOADS[1:3], visuals=list(vis))
+            idx.upsert_many(IDS[3:5], VECS[3:5], PAYLOADS[3:5], visuals=list(vis))
+            assert idx.count() == 5
+            assert idx.get_visuals(IDS[:5]) == {}
+            assert idx.search(VECS[2], 1)[0][0] == IDS[2]
+    warned = [r for r in caplog.records if "visual" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in warned]

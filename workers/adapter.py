@@ -46,12 +46,13 @@ from schemas.wire import (
     DeadLetter,
     decode_item_deltas,
     decode_user_value,
-    decode_video_vector,
+    decode_video_record,
     encode_item_deltas,
     encode_user_value,
     encode_video_vector,
 )
 from workers.engine import Engine, Step
+from workers.thumbnails import OUTCOMES, ThumbnailReader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,12 +99,20 @@ class EngineAdapter:
     delta_dedup
         How many applied event ids are remembered, so a redelivered event's deltas are added
         once per worker (bounded; older ids are forgotten first).
+    thumbnails
+        The reader of the videos' thumbnails (``workers.thumbnails``) for the embed agent;
+        None: videos are published with their text vectors alone.
     """
 
     def __init__(
-        self, engine: Engine, origin: str | None = None, delta_dedup: int = 100_000
+        self,
+        engine: Engine,
+        origin: str | None = None,
+        delta_dedup: int = 100_000,
+        thumbnails: ThumbnailReader | None = None,
     ) -> None:
         self.engine = engine
+        self.thumbnails = thumbnails
         self.origin = origin or uuid.uuid4().hex
         self._origin_header = self.origin.encode()
         engine.applied.cap = delta_dedup
@@ -124,6 +133,7 @@ class EngineAdapter:
             "deltas_skipped": 0,
             "encode_retries": 0,
             "index_retries": 0,
+            **{f"thumbnails_{o}": 0 for o in OUTCOMES},
         }
 
     # -- dead letters -----------------------------------------------------------------------
@@ -431,12 +441,32 @@ class EngineAdapter:
             outs.append(self.dead_letter(*rec, reason))
         return outs
 
-    def video_vector_outs(self, videos: Sequence[VideoPublished], vectors: np.ndarray) -> list[Out]:
+    def read_visuals(self, videos: Sequence[VideoPublished]) -> list[np.ndarray | None]:
+        """The batch's thumbnail descriptors (None where missing, broken, huge or late), within
+        the reader's timeout; blocking, so the embed agent runs it beside the encoder."""
+        if self.thumbnails is None:
+            return [None] * len(videos)
+        out = self.thumbnails.read_many([v.thumbnail_url for v in videos])
+        for o, n in self.thumbnails.counts.items():
+            self.counts[f"thumbnails_{o}"] = n
+        return out
+
+    def video_vector_outs(
+        self,
+        videos: Sequence[VideoPublished],
+        vectors: np.ndarray,
+        visuals: Sequence[np.ndarray | None] | None = None,
+    ) -> list[Out]:
         name = getattr(self.engine.encoder, "name", "")
         self.counts["videos_embedded"] += len(videos)
+        vis = visuals if visuals is not None else [None] * len(videos)
         return [
-            Out(VIDEO_VECTORS, v.video_id.encode(), encode_video_vector(v, vec, name, self.origin))
-            for v, vec in zip(videos, vectors, strict=True)
+            Out(
+                VIDEO_VECTORS,
+                v.video_id.encode(),
+                encode_video_vector(v, vec, name, self.origin, visual),
+            )
+            for v, vec, visual in zip(videos, vectors, vis, strict=True)
         ]
 
     # -- replication (every worker, all partitions) -----------------------------------------
@@ -461,12 +491,14 @@ class EngineAdapter:
     def _apply_video_vectors(self, values: Sequence[bytes | None]) -> int:
         videos: list[VideoPublished] = []
         vecs: list[np.ndarray] = []
+        visuals: list[np.ndarray | None] = []
         mine = getattr(self.engine.encoder, "name", "")
         for raw in values:
             if raw is None:  # a compaction tombstone
                 continue
             try:
-                video, vec, enc = decode_video_vector(raw)
+                rec = decode_video_record(raw)
+                video, vec, enc, visual = rec.video, rec.vector, rec.encoder, rec.visual
             except (ValueError, KeyError, TypeError, DecodeError) as exc:
                 log.error("skipping an unreadable %s record: %s", VIDEO_VECTORS, exc)
                 continue
@@ -481,10 +513,24 @@ class EngineAdapter:
                     self.engine.dim,
                 )
                 continue
+            if visual is not None and (
+                visual.shape != (self.engine.catalog.visual_dim,)
+                or not np.isfinite(visual).all()
+                or not visual.any()
+            ):
+                log.error(
+                    "video %s: dropping a visual descriptor of shape %s (this worker's is %d); "
+                    "the video goes on with its text vector",
+                    video.video_id,
+                    visual.shape,
+                    self.engine.catalog.visual_dim,
+                )
+                visual = None
             videos.append(video)
             vecs.append(vec)
+            visuals.append(visual)
         if videos:
-            self.engine.on_videos(videos, vectors=np.stack(vecs))
+            self.engine.on_videos(videos, vectors=np.stack(vecs), visuals=visuals)
             self.counts["videos_replicated"] += len(videos)
         return len(videos)
 

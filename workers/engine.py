@@ -275,11 +275,21 @@ class Engine:
         self.on_videos([video])
 
     def on_videos(
-        self, videos: Sequence[VideoPublished], vectors: np.ndarray | None = None
+        self,
+        videos: Sequence[VideoPublished],
+        vectors: np.ndarray | None = None,
+        visuals: Sequence[np.ndarray | None] | None = None,
     ) -> None:
-        """Embed a batch of videos (one encoder call) and make them recommendable at once."""
+        """Embed a batch of videos (one encoder call) and make them recommendable at once.
+
+        ``visuals``: each video's thumbnail descriptor (``workers.thumbnails``) or None; a
+        video redelivered without one keeps the descriptor it had (a thumbnail that timed out
+        this time has not changed).
+        """
         if not videos:
             return
+        if visuals is not None and len(visuals) != len(videos):
+            raise ValueError("videos and visuals differ in length")
         if vectors is None:
             if self.encoder is None:
                 vectors = np.zeros((len(videos), self.dim), dtype=np.float32)
@@ -293,17 +303,23 @@ class Engine:
         if off.any():
             vectors = np.where(off, vectors / np.where(off, norms, 1.0), vectors)
         pubs = [v.published_at.timestamp() for v in videos]
+        visual = self._visuals_of(videos, visuals)
         self._videos_version += 1
         if self.index is not None:
+            # ``visuals`` only when there are some: an index without them keeps its signature
+            more = {"visuals": visual} if any(x is not None for x in visual) else {}
             self.index.upsert_many(
                 [v.video_id for v in videos],
                 vectors,
                 [_payload(v, p) for v, p in zip(videos, pubs, strict=True)],
+                **more,
             )
-        for v, vec, pub in zip(videos, vectors, pubs, strict=True):
+        for v, vec, pub, vis in zip(videos, vectors, pubs, visual, strict=True):
             new = self.catalog.get(v.video_id) is None
             idx = self.catalog.add(v.video_id, pub)
             self.item_meta.set(idx, v)
+            if vis is not None:
+                self.catalog.set_visual(idx, vis)
             same = self.catalog.has_content[idx] and np.array_equal(self.catalog.vectors[idx], vec)
             self.catalog.set_content(idx, vec, pub)
             if self.catalog.set_category(idx, v.category) and not new:
@@ -313,6 +329,28 @@ class Engine:
             elif not same:  # a redelivered video must not blend its content in again
                 self.factors.set_content(idx, vec)
                 self._content_changes += 1
+
+    def _visuals_of(
+        self, videos: Sequence[VideoPublished], visuals: Sequence[np.ndarray | None] | None
+    ) -> list[np.ndarray | None]:
+        """Each video's descriptor: the new one (unit norm), else the one the catalogue has."""
+        out: list[np.ndarray | None] = []
+        for i, v in enumerate(videos):
+            vis = None if visuals is None else visuals[i]
+            if vis is not None:
+                vis = np.asarray(vis, dtype=np.float32)
+                norm = float(np.linalg.norm(vis))
+                if vis.shape != (self.catalog.visual_dim,) or not np.isfinite(norm) or norm == 0:
+                    raise ValueError(
+                        f"video {v.video_id}: visual descriptor of shape {vis.shape}, expected "
+                        f"({self.catalog.visual_dim},), finite and non-zero"
+                    )
+                vis = vis / norm
+            else:
+                idx = self.catalog.get(v.video_id)
+                vis = None if idx is None else self.catalog.visual_of(idx)
+            out.append(vis)
+        return out
 
     # -- user events ------------------------------------------------------------------------
     def on_event(self, event: UserEvent) -> Recommendations | None:
@@ -986,12 +1024,44 @@ class Engine:
             profile=profile,
             vectors=self.catalog.vectors,
             published_at=self.catalog.published_at,
+            visual=self._visual_column(hist, items),
             mf=mf,
             popular=pop,
             cfg=cfg,
             seq=None if seq is None else seq[items],
             meta=meta,
         )
+
+    def _visual_column(
+        self, hist: list[tuple[int, float, float]], items: np.ndarray
+    ) -> np.ndarray | None:
+        """The ``visual`` feature of ``items``: cosine of each item's thumbnail descriptor with
+        the user's visual profile (recency-weighted mean of the descriptors of their recent
+        items, as ``content_profile``), 0 where either is missing; None while no video has a
+        descriptor or the feature is off (nothing to compute)."""
+        cat = self.catalog
+        if not hist or len(cat.visuals) == 0 or not self.fusion.mask[FEATURES.index("visual")]:
+            return None
+        cfg = self.cfg
+        recent = hist[: cfg.profile_len]
+        rows = np.array([h[0] for h in recent], dtype=np.int64)
+        w = np.array(
+            [cfg.profile_decay**p * min(h[2], 3.0) for p, h in enumerate(recent)],
+            dtype=np.float32,
+        )
+        w *= cat.has_visual[rows]
+        if not w.any():
+            return None
+        keep = w != 0
+        prof = cat.visual_profile(rows[keep], w[keep])
+        if prof is None:
+            return None
+        items = np.asarray(items, dtype=np.int64)
+        out = np.zeros(len(items), dtype=np.float32)
+        have = np.flatnonzero(cat.has_visual[items])
+        if len(have):
+            out[have] = cat.visual_cosines(items[have], prof)
+        return out
 
     def _profile(self, hist: list[tuple[int, float, float]]) -> np.ndarray | None:
         """The user's content profile (``None`` without content or history)."""

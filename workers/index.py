@@ -2,7 +2,9 @@
 
 Point ids are ``uuid5(VIDEO_NAMESPACE, video_id)``, so re-delivering a video overwrites its point
 instead of adding one, and every payload carries ``video_id`` (uuid5 cannot be inverted) and
-``published_at`` as float epoch seconds (for freshness filters).
+``published_at`` as float epoch seconds (for freshness filters). A point holds the text vector
+``content`` and, when its thumbnail could be read, the visual descriptor ``visual`` (issue 16; a
+video without one stores the text vector alone).
 
 ``VideoIndex`` validates and shapes the data; a small backend object talks to the engine:
 ``_ClientBackend`` (qdrant-client: a server, or its pure-Python local mode) or ``_EdgeBackend``
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import math
 import shutil
 import tempfile
@@ -30,6 +33,7 @@ from qdrant_client.common.client_exceptions import QdrantException
 from qdrant_client.http.exceptions import ApiException
 
 from workers.settings import IndexSettings
+from workers.thumbnails import VISUAL_DIM
 
 if TYPE_CHECKING:
     import qdrant_edge
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 # Fixed for good: a new namespace would orphan every stored point.
 VIDEO_NAMESPACE = uuid.UUID("8de831a1-b897-542d-ba22-d26a107a4d87")
 CONTENT = "content"
+VISUAL = "visual"
 UPSERT_BATCH = 256
 # qdrant-client backends only: up to this many excluded ids are dropped from an over-fetched
 # result instead of a Qdrant filter: exact either way, and in local mode (which checks filters
@@ -56,6 +61,9 @@ BackendName = Literal["edge", "local", "server"]
 Hits = list[tuple[str, float]]
 
 _CLIENT_ERRORS = (ApiException, QdrantException, ValueError, RuntimeError, OSError)
+log = logging.getLogger(__name__)
+# a video's named vectors as a backend writes them: content always, visual when it has one
+Named = dict[str, list[float]]
 
 
 class VideoIndexError(RuntimeError):
@@ -115,9 +123,10 @@ class _Backend(Protocol):
 
     errors: tuple[type[BaseException], ...]
     where: str
+    visual: bool  # whether the collection has the "visual" vector (an older one may not)
 
-    def upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
-        """Write one batch of points (point ids, float32 rows, full payloads)."""
+    def upsert(self, ids: list[str], vectors: list[Named], payloads: list[dict[str, Any]]) -> None:
+        """Write one batch of points (point ids, named vectors, full payloads)."""
 
     def search(
         self,
@@ -128,10 +137,8 @@ class _Backend(Protocol):
     ) -> list[Hits]:
         """Exact ``limit`` nearest per row, without its excluded video ids, best first."""
 
-    def retrieve(
-        self, ids: list[str], with_vectors: bool
-    ) -> list[tuple[dict[str, Any], list[float] | None]]:
-        """(payload, content vector or None) of the points present among ``ids``."""
+    def retrieve(self, ids: list[str], with_vectors: bool) -> list[tuple[dict[str, Any], Named]]:
+        """(payload, named vectors: empty without ``with_vectors``) of the points present."""
 
     def count(self) -> int: ...
 
@@ -156,8 +163,9 @@ class _ClientBackend:
 
     errors = _CLIENT_ERRORS
 
-    def __init__(self, settings: IndexSettings, dim: int, remote: bool) -> None:
+    def __init__(self, settings: IndexSettings, dim: int, remote: bool, visual_dim: int) -> None:
         self.collection = settings.collection
+        self.visual = visual_dim > 0
         self.remote = remote
         self._settings = settings
         self._params = (
@@ -182,22 +190,25 @@ class _ClientBackend:
             self.where = ":memory:"
             self._client = QdrantClient(location=":memory:")
         try:
-            self._ensure_collection(dim)
+            self._ensure_collection(dim, visual_dim)
         except BaseException:
             self._client.close()
             raise
 
-    def _ensure_collection(self, dim: int) -> None:
+    def _ensure_collection(self, dim: int, visual_dim: int) -> None:
         if not self._client.collection_exists(self.collection):
             s = self._settings
             # A server indexes a segment in the background once it holds indexing_threshold KB
             # of vectors; hnsw_min_points unset keeps every segment plain (exact).
             kb = 0 if s.hnsw_min_points is None else max(1, s.hnsw_min_points * dim * 4 // 1024)
+            config = {CONTENT: models.VectorParams(size=dim, distance=models.Distance.COSINE)}
+            if visual_dim:
+                config[VISUAL] = models.VectorParams(
+                    size=visual_dim, distance=models.Distance.COSINE
+                )
             self._client.create_collection(
                 self.collection,
-                vectors_config={
-                    CONTENT: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                },
+                vectors_config=config,
                 hnsw_config=models.HnswConfigDiff(
                     m=s.hnsw_m, ef_construct=s.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_KB
                 ),
@@ -214,10 +225,22 @@ class _ClientBackend:
                 f"collection {self.collection!r} has vectors {vectors!r}, not a cosine "
                 f"{CONTENT!r} vector of size {dim}: use another collection name or delete it"
             )
+        if visual_dim:
+            vis = vectors.get(VISUAL)
+            self.visual = (
+                vis is not None
+                and vis.size == visual_dim
+                and vis.distance == models.Distance.COSINE
+            )
+            if not self.visual:
+                _no_visual(self.collection, f"vectors {sorted(vectors)}")
 
-    def upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
-        batch = models.Batch(ids=ids, vectors={CONTENT: vectors.tolist()}, payloads=payloads)
-        self._client.upsert(self.collection, points=batch, wait=True)
+    def upsert(self, ids: list[str], vectors: list[Named], payloads: list[dict[str, Any]]) -> None:
+        points = [
+            models.PointStruct(id=pid, vector=vec, payload=payload)  # type: ignore[arg-type]
+            for pid, vec, payload in zip(ids, vectors, payloads, strict=True)
+        ]
+        self._client.upsert(self.collection, points=points, wait=True)
 
     @staticmethod
     def _filter(in_filter: frozenset[str], min_published_at: float | None) -> models.Filter | None:
@@ -277,14 +300,13 @@ class _ClientBackend:
             out.append([h for h in hits if h[0] not in dropped][:limit])
         return out
 
-    def retrieve(
-        self, ids: list[str], with_vectors: bool
-    ) -> list[tuple[dict[str, Any], list[float] | None]]:
+    def retrieve(self, ids: list[str], with_vectors: bool) -> list[tuple[dict[str, Any], Named]]:
+        names = [CONTENT, VISUAL] if self.visual else [CONTENT]
         records = self._client.retrieve(
             self.collection,
             ids=ids,
             with_payload=True,
-            with_vectors=[CONTENT] if with_vectors else False,
+            with_vectors=names if with_vectors else False,
         )
         return _payloads_and_vectors(records)
 
@@ -328,7 +350,7 @@ class _EdgeBackend:
     # VideoIndex only applies this to edge calls, whose own bugs would surface the same way.
     errors: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
 
-    def __init__(self, settings: IndexSettings, dim: int) -> None:
+    def __init__(self, settings: IndexSettings, dim: int, visual_dim: int) -> None:
         import qdrant_edge as qe
 
         self._qe = qe
@@ -342,20 +364,35 @@ class _EdgeBackend:
         self.dir = root / EDGE_DIR / settings.collection
         self.where = str(self.dir) if settings.path is not None else ":memory: (temporary folder)"
         self._min_points = settings.hnsw_min_points
+
         # payload_m=0: no extra per-payload-value links (a float field has no values to group
         # by, and they multiply the build time); selective date filters are scanned exactly.
-        config = qe.EdgeConfig(
-            vectors={CONTENT: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-            hnsw_config=qe.HnswIndexConfig(
-                m=settings.hnsw_m,
-                ef_construct=settings.hnsw_ef_construct,
-                full_scan_threshold=FULL_SCAN_KB,
-                payload_m=0,
-            ),
-            optimizers=qe.EdgeOptimizersConfig(default_segment_number=1, indexing_threshold=1),
-        )
+        def config(visual: bool) -> qdrant_edge.EdgeConfig:
+            vectors = {CONTENT: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)}
+            if visual:
+                vectors[VISUAL] = qe.EdgeVectorParams(size=visual_dim, distance=qe.Distance.Cosine)
+            return qe.EdgeConfig(
+                vectors=vectors,
+                hnsw_config=qe.HnswIndexConfig(
+                    m=settings.hnsw_m,
+                    ef_construct=settings.hnsw_ef_construct,
+                    full_scan_threshold=FULL_SCAN_KB,
+                    payload_m=0,
+                ),
+                optimizers=qe.EdgeOptimizersConfig(default_segment_number=1, indexing_threshold=1),
+            )
+
+        self.visual = visual_dim > 0
         try:
-            self._shard = self._open(config, dim)
+            try:
+                self._shard = self._open(config(self.visual), dim)
+            except VideoIndexError as exc:
+                # a shard written before issue 16 has the content vector only: keep using it
+                if not self.visual or "incompatible" not in str(exc.__cause__).lower():
+                    raise
+                self._shard = self._open(config(False), dim)
+                self.visual = False
+                _no_visual(settings.collection, "an edge shard without it")
         except BaseException:
             self._remove_tmp()
             raise
@@ -414,11 +451,11 @@ class _EdgeBackend:
             return None
         return qe.Filter(must=must or None, must_not=must_not or None)
 
-    def upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
+    def upsert(self, ids: list[str], vectors: list[Named], payloads: list[dict[str, Any]]) -> None:
         qe = self._qe
         points = [
-            qe.Point(pid, {CONTENT: row}, payload)
-            for pid, row, payload in zip(ids, vectors.tolist(), payloads, strict=True)
+            qe.Point(pid, vec, payload)  # type: ignore[arg-type]
+            for pid, vec, payload in zip(ids, vectors, payloads, strict=True)
         ]
         self._shard.update(qe.UpdateOperation.upsert_points(points))
 
@@ -446,11 +483,10 @@ class _EdgeBackend:
             results = self._shard.query_batch(qe.QueryBatchRequest(requests))
         return [[(p.payload["video_id"], p.score) for p in res if p.payload] for res in results]
 
-    def retrieve(
-        self, ids: list[str], with_vectors: bool
-    ) -> list[tuple[dict[str, Any], list[float] | None]]:
+    def retrieve(self, ids: list[str], with_vectors: bool) -> list[tuple[dict[str, Any], Named]]:
+        names = [CONTENT, VISUAL] if self.visual else [CONTENT]
         records = self._shard.retrieve(
-            ids, with_payload=True, with_vector=[CONTENT] if with_vectors else False
+            ids, with_payload=True, with_vector=names if with_vectors else False
         )
         return _payloads_and_vectors(records)
 
@@ -497,6 +533,10 @@ class VideoIndex:
     dim
         Width of the content vectors. An existing collection of another width is refused,
         because mixing encoders in one collection would make every score meaningless.
+    visual_dim
+        Width of the ``visual`` vectors (thumbnail descriptors); 0: none. A collection made
+        before them, without a ``visual`` vector, is still used: it stores text vectors alone
+        (logged once), and ``visual`` says so.
 
     Notes
     -----
@@ -505,9 +545,14 @@ class VideoIndex:
     Local mode warns above 20,000 points; edge is fine with hundreds of thousands.
     """
 
-    def __init__(self, settings: IndexSettings | None = None, dim: int = 384) -> None:
+    def __init__(
+        self, settings: IndexSettings | None = None, dim: int = 384, visual_dim: int = VISUAL_DIM
+    ) -> None:
         if dim < 1:
             raise ValueError("dim must be >= 1")
+        if visual_dim < 0:
+            raise ValueError("visual_dim must be >= 0")
+        self.visual_dim = visual_dim
         self.settings = settings or IndexSettings()
         self.dim = dim
         self.collection = self.settings.collection
@@ -525,10 +570,12 @@ class VideoIndex:
                     "backend 'edge' needs qdrant-edge: pip install qdrant-edge-py"
                 )
             with self._errors(action, _EdgeBackend.errors):
-                self._impl = _EdgeBackend(self.settings, dim)
+                self._impl = _EdgeBackend(self.settings, dim, visual_dim)
         else:
             with self._errors(action, _CLIENT_ERRORS):
-                self._impl = _ClientBackend(self.settings, dim, remote=self.backend == "server")
+                self._impl = _ClientBackend(
+                    self.settings, dim, remote=self.backend == "server", visual_dim=visual_dim
+                )
         self._where = self._impl.where
         self._closed = False
 
@@ -565,6 +612,16 @@ class VideoIndex:
                 f"{self._where or ':memory:'}): {exc}"
             ) from exc
 
+    def _check_visual(self, vector: np.ndarray) -> np.ndarray:
+        arr = np.asarray(vector, dtype=np.float32)
+        if arr.shape != (self.visual_dim,):
+            raise ValueError(
+                f"expected a visual vector of shape ({self.visual_dim},), got {arr.shape}"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError("visual vectors must be finite")
+        return arr
+
     def _check_vectors(self, vectors: np.ndarray, n: int) -> np.ndarray:
         arr = np.asarray(vectors, dtype=np.float32)
         if arr.shape != (n, self.dim):
@@ -579,20 +636,35 @@ class VideoIndex:
             raise TypeError("exclude_ids must be a collection of video ids, not one string")
         return frozenset(exclude_ids)
 
+    @property
+    def visual(self) -> bool:
+        """Whether the collection stores visual vectors (False: made before them, or off)."""
+        return self._impl.visual
+
     def upsert_many(
         self,
         video_ids: Sequence[str],
         vectors: np.ndarray,
         payloads: Sequence[Mapping[str, Any]],
+        visuals: Sequence[np.ndarray | None] | None = None,
     ) -> None:
         """Insert or overwrite videos, ``UPSERT_BATCH`` points per call, each durable on return.
 
         Each payload must hold ``published_at`` (epoch seconds or an aware datetime, stored as
         float seconds) and otherwise JSON-able metadata; ``video_id`` is set from ``video_ids``.
+        ``visuals`` holds each video's visual descriptor or None (stored without one); a
+        collection without the ``visual`` vector stores the text vectors alone.
         """
         if len(payloads) != len(video_ids):
             raise ValueError("video_ids and payloads differ in length")
         arr = self._check_vectors(vectors, len(video_ids))
+        named: list[Named] = [{CONTENT: row} for row in arr.tolist()]
+        if visuals is not None:
+            if len(visuals) != len(video_ids):
+                raise ValueError("video_ids and visuals differ in length")
+            for vec, vis in zip(named, visuals, strict=True):
+                if vis is not None and self._impl.visual:
+                    vec[VISUAL] = self._check_visual(vis).tolist()
         full = [
             {**p, "video_id": vid, "published_at": _epoch(p.get("published_at"))}
             for vid, p in zip(video_ids, payloads, strict=True)
@@ -601,7 +673,7 @@ class VideoIndex:
         with self._errors("upsert"):
             for start in range(0, len(ids), UPSERT_BATCH):
                 stop = start + UPSERT_BATCH
-                self._impl.upsert(ids[start:stop], arr[start:stop], full[start:stop])
+                self._impl.upsert(ids[start:stop], named[start:stop], full[start:stop])
 
     def search(
         self,
@@ -646,7 +718,7 @@ class VideoIndex:
 
     def _retrieve(
         self, video_ids: Collection[str], with_vectors: bool
-    ) -> list[tuple[dict[str, Any], list[float] | None]]:
+    ) -> list[tuple[dict[str, Any], Named]]:
         if not video_ids:
             return []
         with self._errors("retrieve"):
@@ -655,9 +727,19 @@ class VideoIndex:
     def get_vectors(self, video_ids: Collection[str]) -> dict[str, np.ndarray]:
         """Stored content vectors (float32, unit norm) of the videos present; others are absent."""
         return {
-            payload["video_id"]: np.asarray(vec, dtype=np.float32)
+            payload["video_id"]: np.asarray(vec[CONTENT], dtype=np.float32)
             for payload, vec in self._retrieve(video_ids, with_vectors=True)
-            if vec is not None
+            if CONTENT in vec
+        }
+
+    def get_visuals(self, video_ids: Collection[str]) -> dict[str, np.ndarray]:
+        """Stored visual descriptors of the videos that have one; others are absent."""
+        if not self._impl.visual:
+            return {}
+        return {
+            payload["video_id"]: np.asarray(vec[VISUAL], dtype=np.float32)
+            for payload, vec in self._retrieve(video_ids, with_vectors=True)
+            if VISUAL in vec
         }
 
     def get_payloads(self, video_ids: Collection[str]) -> dict[str, dict[str, Any]]:
@@ -708,11 +790,30 @@ class VideoIndex:
         self.close()
 
 
-def _payloads_and_vectors(records: Any) -> list[tuple[dict[str, Any], list[float] | None]]:
-    """(payload, content vector) of retrieved points, from either backend's record type."""
-    out: list[tuple[dict[str, Any], list[float] | None]] = []
+def _payloads_and_vectors(records: Any) -> list[tuple[dict[str, Any], Named]]:
+    """(payload, named vectors) of retrieved points, from either backend's record type."""
+    out: list[tuple[dict[str, Any], Named]] = []
     for rec in records:
-        vec = rec.vector.get(CONTENT) if isinstance(rec.vector, Mapping) else None
+        vec = dict(rec.vector) if isinstance(rec.vector, Mapping) else {}
         if rec.payload:
-            out.append((dict(rec.payload), vec))  # type: ignore[arg-type]
+            out.append((dict(rec.payload), vec))
     return out
+
+
+_warned_no_visual: set[str] = set()
+
+
+def _no_visual(collection: str, what: str) -> None:
+    """Say once per collection that thumbnails' vectors are not stored in it."""
+    if collection in _warned_no_visual:
+        return
+    _warned_no_visual.add(collection)
+    log.warning(
+        "collection %r has no %r vector of size %d (%s): it was made before thumbnails "
+        "(issue 16); videos are stored with their text vectors alone. Re-index into a new "
+        "collection to store visual descriptors.",
+        collection,
+        VISUAL,
+        VISUAL_DIM,
+        what,
+    )

@@ -1,7 +1,8 @@
 """The embedded run: drive an engine from a sequence of messages in log order, in-process.
 
 This is the loop behind ``vidrec run`` and ``vidrec evaluate``: videos are embedded in batches
-(consecutive videos share one encoder call), each user event is scored by the evaluator before
+(consecutive videos share one encoder call, and their thumbnails are read together under one
+deadline when a ``ThumbnailReader`` is given), each user event is scored by the evaluator before
 the engine learns from it (predict, then learn), and every published list is handed on.
 """
 
@@ -23,6 +24,7 @@ from workers.settings import EngineSettings
 
 if TYPE_CHECKING:
     from workers.baselines import Baseline
+    from workers.thumbnails import ThumbnailReader
 
 
 @dataclass
@@ -68,6 +70,7 @@ def drive(
     on_progress: Callable[[int], None] | None = None,
     video_batch: int = 64,
     event_batch: int = 1,
+    thumbnails: ThumbnailReader | None = None,
 ) -> RunStats:
     """Feed messages to ``engine`` in order; anything that is not a message goes to ``on_bad``.
 
@@ -78,6 +81,10 @@ def drive(
     of up to that many, as a loaded worker takes them. A batch ends before anything else (a
     video, a forget) and before a second event of a user already in it, so the evaluator still
     scores each event against the list its user held before it.
+
+    ``thumbnails`` reads each video batch's thumbnails into visual descriptors for the hybrid
+    engine (the baselines have no use for them); its counts say what became of them. One
+    reader shared by several replays fetches each thumbnail once (its cache).
     """
     stats = RunStats()
     pending: list[VideoPublished] = []
@@ -86,9 +93,17 @@ def drive(
     batch = event_batch if hasattr(engine, "on_events") else 1
     t0 = time.perf_counter()
 
+    visual = thumbnails is not None and isinstance(engine, Engine)
+
     def flush() -> None:
         if pending:
-            engine.on_videos(pending)
+            if visual:
+                assert thumbnails is not None and isinstance(engine, Engine)
+                engine.on_videos(
+                    pending, visuals=thumbnails.read_many([v.thumbnail_url for v in pending])
+                )
+            else:
+                engine.on_videos(pending)
             stats.videos += len(pending)
             pending.clear()
 

@@ -263,6 +263,50 @@ class EngineSettings(BaseSettings):
     )
 
 
+class ThumbnailSettings(BaseSettings):
+    """Thumbnail fetching and the visual descriptor (``VIDREC_THUMBNAILS_...``).
+
+    A thumbnail is an extra: every limit here bounds what a bad one can cost the video (its
+    visual vector, never the video or its text indexing).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VIDREC_THUMBNAILS_", extra="ignore")
+
+    enabled: bool = Field(
+        default=True,
+        description="Read each video's thumbnail_url (a local path, file:// or http(s)) into a "
+        "visual descriptor; off: text vectors only.",
+    )
+    timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Deadline of one batch's fetches, all together: what has not arrived by "
+        "then is counted as a timeout and its video goes on with text alone.",
+    )
+    max_bytes: int = Field(
+        default=2_000_000, ge=1, description="Largest thumbnail file read (bytes)."
+    )
+    max_pixels: int = Field(
+        default=4096 * 4096, ge=1, description="Largest thumbnail decoded (width x height)."
+    )
+    threads: int = Field(default=8, ge=1, le=64, description="Concurrent fetches.")
+    breaker_failures: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive failed fetches from one host after which it is skipped ...",
+    )
+    breaker_s: float = Field(
+        default=60.0, ge=0, description="... for this many seconds before it is tried again."
+    )
+    cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="Descriptors (and failures) remembered by URL, so that a replay run "
+        "several times does not fetch again (about 1.8 kB each).",
+    )
+
+
 # -- settings files -------------------------------------------------------------------------
 SETTINGS_FILE_ENV = "VIDREC_SETTINGS_FILE"
 SETTINGS_FORMAT = 1
@@ -270,6 +314,7 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "engine": EngineSettings,
     "encoder": EncoderSettings,
     "index": IndexSettings,
+    "thumbnails": ThumbnailSettings,
 }
 
 
@@ -286,9 +331,15 @@ class LoadedSettings:
     index: IndexSettings
     path: str | None = None
     about: dict[str, Any] = field(default_factory=dict)
+    thumbnails: ThumbnailSettings = field(default_factory=ThumbnailSettings)
 
     def as_dict(self) -> dict[str, BaseSettings]:
-        return {"engine": self.engine, "encoder": self.encoder, "index": self.index}
+        return {
+            "engine": self.engine,
+            "encoder": self.encoder,
+            "index": self.index,
+            "thumbnails": self.thumbnails,
+        }
 
 
 def read_settings_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -331,14 +382,15 @@ def load_settings(
     engine: dict[str, Any] | None = None,
     encoder: dict[str, Any] | None = None,
     index: dict[str, Any] | None = None,
+    thumbnails: dict[str, Any] | None = None,
 ) -> LoadedSettings:
-    """Engine, encoder and index settings from defaults, a settings file, the environment and
-    explicit overrides.
+    """Engine, encoder, index and thumbnail settings from defaults, a settings file, the
+    environment and explicit overrides.
 
     Precedence, highest first: explicit overrides (the keyword dicts: what CLI flags set) >
-    environment variables (``VIDREC_ENGINE_...``, ``VIDREC_ENCODER_...``, ``VIDREC_QDRANT_...``)
-    > the settings file > the fields' defaults. A file tunes a deployment; a variable or a flag
-    still wins for one run, as everywhere else in vidrec.
+    environment variables (``VIDREC_ENGINE_...``, ``VIDREC_ENCODER_...``, ``VIDREC_QDRANT_...``,
+    ``VIDREC_THUMBNAILS_...``) > the settings file > the fields' defaults. A file tunes a
+    deployment; a variable or a flag still wins for one run, as everywhere else in vidrec.
 
     ``path`` None reads the file named by ``VIDREC_SETTINGS_FILE`` (none when unset or empty).
     The file is JSON: ``{"about": {...}, "engine": {...}, "encoder": {...}, "index": {...}}``,
@@ -354,7 +406,12 @@ def load_settings(
         path = os.environ.get(SETTINGS_FILE_ENV) or None
     raw = read_settings_file(path) if path is not None else {}
     src = f"settings file {path}" if path is not None else "settings"
-    overrides = {"engine": engine or {}, "encoder": encoder or {}, "index": index or {}}
+    overrides = {
+        "engine": engine or {},
+        "encoder": encoder or {},
+        "index": index or {},
+        "thumbnails": thumbnails or {},
+    }
     built: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
         from_file = raw.get(name, {})
@@ -383,6 +440,7 @@ def load_settings(
         built["index"],
         str(path) if path is not None else None,
         dict(raw.get("about", {})),
+        built["thumbnails"],
     )
 
 
@@ -399,11 +457,13 @@ def write_settings_file(
     encoder: dict[str, Any] | None = None,
     index: dict[str, Any] | None = None,
     about: dict[str, Any] | None = None,
+    thumbnails: dict[str, Any] | None = None,
 ) -> None:
     """Write overrides as a settings file (checked first: a file that would not load is never
     written)."""
     doc: dict[str, Any] = {"about": {"format": SETTINGS_FORMAT, **(about or {})}}
-    for name, values in (("engine", engine), ("encoder", encoder), ("index", index)):
+    sections = (("engine", engine), ("encoder", encoder), ("index", index))
+    for name, values in (*sections, ("thumbnails", thumbnails)):
         if values:
             _check_keys(SECTIONS[name], values, f"settings {name}")
             try:

@@ -24,7 +24,17 @@ from streams.bench.sample import bench_sample
 from streams.bench.streaming import bench_streaming
 from streams.cli.options import add_log_argument, log_or_sample
 
-SECTIONS = ("encoder", "sample", "engine", "index", "streaming", "freshness", "memory", "serve")
+SECTIONS = (
+    "encoder",
+    "sample",
+    "engine",
+    "index",
+    "streaming",
+    "freshness",
+    "memory",
+    "serve",
+    "visual",
+)
 
 
 # Settings of the full suite and of --quick (the tests' tiny run); a flag given wins over both.
@@ -54,6 +64,7 @@ FULL: dict[str, Any] = {
     "serve_videos": 10_000,
     "serve_rate": 1000.0,
     "serve_seconds": 10.0,
+    "visual_images": 200,
 }
 
 
@@ -84,6 +95,7 @@ QUICK: dict[str, Any] = {
     "serve_videos": 500,
     "serve_rate": 200.0,
     "serve_seconds": 2.0,
+    "visual_images": 10,
 }
 
 
@@ -150,6 +162,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     opt(g, "--serve-videos", int, "videos with metadata and vectors")
     opt(g, "--serve-rate", float, "requests/s of the open-loop load")
     opt(g, "--serve-seconds", float, "length of each load run (and of the new-list run)")
+    g = p.add_argument_group("visual (the thumbnail descriptor, issue 16)")
+    opt(g, "--visual-images", int, "generated JPEGs per thumbnail size")
     p.set_defaults(func=cmd_bench)
 
 
@@ -222,6 +236,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             b = ServeBench(args.serve_users, args.serve_videos, args.serve_rate,
                            args.serve_seconds, list_seconds=args.serve_seconds)  # fmt: skip
             report.add(*bench_serve(b))
+    if "visual" in only:
+        from streams.bench.visual import bench_visual
+
+        report.add(*bench_visual(args.visual_images))
     load_after = load_average()
     table = format_rows(report.rows)
     print(table)

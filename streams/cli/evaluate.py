@@ -158,10 +158,12 @@ def run_systems(
     quiet: bool = True,
     encoder: Any = None,
     settings: Any = None,
+    thumbnails: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Replay ``path`` through each system in the same loop; metrics by system name.
 
     The encoder is loaded only when a system needs it (not for the independent baselines).
+    ``thumbnails``: a ``ThumbnailReader`` shared by the replays (each thumbnail read once).
     """
     from workers.encoder import HashingEncoder
     from workers.evaluation import Evaluator
@@ -193,7 +195,11 @@ def run_systems(
         t0 = time.perf_counter()
         try:
             stats = drive(
-                limited(read_log(path), limit), engine, evaluator=ev, on_progress=progress
+                limited(read_log(path), limit),
+                engine,
+                evaluator=ev,
+                on_progress=progress,
+                thumbnails=thumbnails,
             )
         finally:
             progress.close()
@@ -248,6 +254,7 @@ def _evaluate_baselines(path: str, args: argparse.Namespace) -> int:
             f"hybrid without features: {tuple(ABLATIONS)}"
         )
     from workers.encoder import load_encoder
+    from workers.thumbnails import ThumbnailReader
 
     loaded = load_cli_settings("evaluate", args.settings)
     results = run_systems(
@@ -257,6 +264,7 @@ def _evaluate_baselines(path: str, args: argparse.Namespace) -> int:
         quiet=args.quiet,
         encoder=load_encoder(loaded.encoder),
         settings=loaded.engine,
+        thumbnails=ThumbnailReader(loaded.thumbnails) if loaded.thumbnails.enabled else None,
     )
     table = format_table(results)
     if args.json:

@@ -70,7 +70,7 @@ def _engine_parts(
     if loaded.path:
         print(f"vidrec {command}: settings from {loaded.path}", file=sys.stderr)
     encoder = load_encoder(loaded.encoder)
-    return loaded.engine, encoder, loaded.index
+    return loaded.engine, encoder, loaded.index, loaded.thumbnails
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -81,7 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = log_or_sample(args.log, must_exist=True)
     print(f"vidrec run: {path}", file=sys.stderr)
-    settings, encoder, index_settings = _engine_parts(args.qdrant_path, args.settings)
+    settings, encoder, index_settings, thumb_settings = _engine_parts(
+        args.qdrant_path, args.settings
+    )
     tmp = None
     if not index_settings.url and not index_settings.path:
         tmp = tempfile.TemporaryDirectory(prefix="vidrec-qdrant-")
@@ -92,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     writer = LogWriter(args.out) if args.out else None
     progress = Progress(count_lines(path, args.limit), "replay", args.quiet)
     reasons: Counter[str] = Counter()
+    thumbnails = thumbnail_reader(thumb_settings)
 
     def on_recommendations(recs: Any) -> None:
         reasons.update(reason_label(it.reason) for it in recs.items)
@@ -107,15 +110,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             on_bad=report_bad,
             on_progress=progress,
             event_batch=args.event_batch,
+            thumbnails=thumbnails,
         )
     finally:
         progress.close()
+        if thumbnails is not None:
+            thumbnails.close()
         if writer:
             writer.close()
         index.close()
         if tmp is not None:
             tmp.cleanup()
     summary: dict[str, Any] = {"run": stats.summary()}
+    if thumbnails is not None:
+        summary["thumbnails"] = dict(thumbnails.counts)
     if evaluator is not None:
         summary["evaluation"] = evaluator.report()
     summary["live"] = live_summary(engine)
@@ -126,6 +134,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         _print_run_summary(summary, args.out)
     return 0
+
+
+def thumbnail_reader(settings: Any) -> Any:
+    """A ``ThumbnailReader`` for a replay when thumbnails are enabled, else None."""
+    if not settings.enabled:
+        return None
+    from workers.thumbnails import ThumbnailReader
+
+    return ThumbnailReader(settings)
 
 
 def live_summary(engine: Any) -> dict[str, Any]:
@@ -178,6 +195,9 @@ def _print_run_summary(summary: dict[str, Any], out: str | None) -> None:
         f"skipped {r['bad_lines']} bad lines, {r['duplicates']} duplicate events; "
         f"per-event latency p50 {r['latency_p50_ms']} ms, p99 {r['latency_p99_ms']} ms"
     )
+    thumbs = summary.get("thumbnails")
+    if thumbs:
+        print("thumbnails: " + ", ".join(f"{k} {n}" for k, n in thumbs.items()))
     shown = summary.get("reasons") or {}
     total = sum(shown.values())
     if total:

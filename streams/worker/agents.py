@@ -144,6 +144,29 @@ class Backoff:
             return result
 
 
+def _visuals(
+    loop: asyncio.AbstractEventLoop, adapter: EngineAdapter, videos: list[VideoPublished]
+) -> Awaitable[dict[int, Any]]:
+    """Start reading the batch's thumbnails in a thread now; awaited, ``id(video)`` ->
+    descriptor for those that arrived. The reader never takes more than its timeout; the
+    wait here is bounded as well (a second, looser deadline), so nothing can hold up the
+    batch's text vectors for longer."""
+    if adapter.thumbnails is None:
+        return asyncio.sleep(0, result={})
+    fut = loop.run_in_executor(None, adapter.read_visuals, videos)
+    deadline = loop.time() + adapter.thumbnails.settings.timeout_s + 1.0
+
+    async def wait() -> dict[int, Any]:
+        try:
+            got = await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - loop.time()))
+        except Exception as exc:  # a thumbnail is an extra: the videos go on without one
+            log.warning("thumbnails of %d videos not read: %r", len(videos), exc)
+            return {}
+        return {id(v): g for v, g in zip(videos, got, strict=True) if g is not None}
+
+    return asyncio.ensure_future(wait())
+
+
 def register_agents(
     app: Any,
     adapter: EngineAdapter,
@@ -265,6 +288,9 @@ def register_agents(
             videos, bad = adapter.decode_videos(records)
             await send_all(bad)
             if videos:
+                # thumbnails are fetched while the text is encoded; the fetch keeps its own
+                # deadline, so a stalled one delays the batch by at most its timeout
+                fetching = _visuals(loop, adapter, videos)
 
                 async def encode(videos: list[VideoPublished] = videos) -> Any:
                     return await loop.run_in_executor(executor, adapter.encode_or_isolate, videos)
@@ -272,9 +298,11 @@ def register_agents(
                 good, vectors, poison = await retry.run(
                     encode, f"encoding {len(videos)} videos", "encode_retries"
                 )
+                visual = await fetching
+                visuals = [visual.get(id(v)) for v in good]
                 poisoned = adapter.poison_letters(records, poison)
                 await send_all(poisoned)
-                await send_all(adapter.video_vector_outs(good, vectors))
+                await send_all(adapter.video_vector_outs(good, vectors, visuals))
                 bad = bad + poisoned
             if metrics is not None:
                 metrics.after_video_batch(records, bad, VIDEOS)

@@ -51,6 +51,7 @@ from workers.encoder import load_encoder
 from workers.engine import Engine
 from workers.index import VideoIndex, VideoIndexError
 from workers.settings import load_settings
+from workers.thumbnails import ThumbnailReader
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ class WorkerApp:
             self.executor.shutdown(wait=False, cancel_futures=True)
         if self.index is not None:
             self.index.close()
+        if self.adapter.thumbnails is not None:
+            self.adapter.thumbnails.close()
 
 
 def make_app(
@@ -225,7 +228,12 @@ def make_app(
     index = None
     if engine is None:
         engine, index = _default_engine(settings, with_index=not embed_only)
-    adapter = EngineAdapter(engine, origin=uuid.uuid4().hex, delta_dedup=worker.delta_dedup)
+    adapter = EngineAdapter(
+        engine,
+        origin=uuid.uuid4().hex,
+        delta_dedup=worker.delta_dedup,
+        thumbnails=_thumbnail_reader(settings) if EMBED in names else None,
+    )
     ts = topics.settings
     app = faust.App(
         # Its own group: the users table's partitions follow the user-events partitions of the
@@ -330,6 +338,12 @@ def direct_send(app: Any, channels: dict[str, Any]) -> Callable[[Out], Awaitable
         )
 
     return send
+
+
+def _thumbnail_reader(settings: Any = None) -> ThumbnailReader | None:
+    """The embed agent's thumbnail reader (``VIDREC_THUMBNAILS_...``); None when disabled."""
+    ts = settings.thumbnails if settings is not None else load_settings().thumbnails
+    return ThumbnailReader(ts) if ts.enabled else None
 
 
 def _default_engine(settings: Any = None, with_index: bool = True) -> tuple[Any, Any]:

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from schemas.wire import DEAD_LETTERS, RECOMMENDATIONS, TRIGGER_TS_HEADER, WorkerStats
 from workers.adapter import Meta, Out
+from workers.thumbnails import OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,15 @@ class _Figures(Collector):
         yield CounterMetricFamily(
             "vidrec_videos_embedded", "Videos embedded by this worker.", c.get("videos_embedded", 0)
         )
+        thumbs = CounterMetricFamily(
+            "vidrec_thumbnails",
+            "Thumbnails read by the embed agent, by outcome (ok, missing, failed, too_large, "
+            "timeout, skipped): all but ok left their video with its text vector alone.",
+            labels=["outcome"],
+        )
+        for outcome in OUTCOMES:
+            thumbs.add_metric([outcome], c.get(f"thumbnails_{outcome}", 0))
+        yield thumbs
         lag = GaugeMetricFamily(
             "vidrec_consumer_lag",
             "Records behind, per partition read.",
