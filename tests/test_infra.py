@@ -28,6 +28,7 @@ WORKER_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "vidrec_dead_letters_total": ("counter", ("stage",)),
     "vidrec_degraded_searches_total": ("counter", ()),
     "vidrec_videos_embedded_total": ("counter", ()),
+    "vidrec_thumbnails_total": ("counter", ("outcome",)),  # issue 16
     "vidrec_consumer_lag": ("gauge", ("topic", "partition")),
     "vidrec_event_to_list_seconds": ("histogram", ()),
     "vidrec_live_hr_at_10": ("gauge", ()),
