@@ -579,6 +579,40 @@ def log_popularity(items, counts, top, ref):
 _warm = False
 
 
+@njit(cache=True)
+def meta_features(  # noqa: PLR0913
+    creator, language, log_dur, fmt, c_keys, c_vals, c_den, l_keys, l_vals, l_den, fmt_share,
+    dur_mean, dur_var,
+):  # fmt: skip
+    """``workers.metadata.UserMeta.features`` in one pass over the candidates (see there).
+
+    ``c_keys``/``c_vals``: the user's creators and weights (a few: a linear scan), ``c_den`` the
+    shares' denominator, the same for languages; ``fmt_share`` the share per format code;
+    ``dur_var`` <= 0: no lengths known.
+    """
+    n = creator.shape[0]
+    out = np.zeros((n, 4), dtype=np.float32)
+    for i in range(n):
+        c = creator[i]
+        if c > 0:
+            for j in range(c_keys.shape[0]):
+                if c_keys[j] == c:
+                    out[i, 0] = c_vals[j] / c_den
+                    break
+        g = language[i]
+        if g > 0 and l_den > 0:
+            for j in range(l_keys.shape[0]):
+                if l_keys[j] == g:
+                    out[i, 1] = l_vals[j] / l_den
+                    break
+        x = log_dur[i]
+        if dur_var > 0 and not np.isnan(x):
+            d = x - dur_mean
+            out[i, 2] = np.exp(-(d * d) / (2.0 * dur_var))
+        out[i, 3] = fmt_share[fmt[i]]
+    return out
+
+
 def warm() -> None:
     """Load every kernel now (from the cache: about half a second, once per process).
 
@@ -610,3 +644,6 @@ def warm() -> None:
                    vectors, 0.8, start, length, keys, vals, total, 1.0, 10)  # fmt: skip
     factor_scores(rows, vectors, v32, np.zeros(4, f32))
     log_popularity(rows, total, 1.0, 1.0)
+    i8 = np.zeros(1, np.int8)
+    meta_features(length, length, v32, i8, rows, vals[:1], 1.0, rows, vals[:1], 1.0,
+                  np.zeros(7, f64), 0.0, 1.0)  # fmt: skip

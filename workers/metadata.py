@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from schemas import VideoPublished
+from workers import kernels
 
 # formats: 0 unknown, then 1 + 3 * orientation (0 landscape or square, 1 portrait) + tier
 # (0 below 720 lines on the short side, 1 up to 1080, 2 above)
@@ -40,6 +41,7 @@ PRIOR = 1.0
 MIN_LOG_SD = 0.5
 _REBASE = 2.0**200
 CREATOR_RECENT = 20  # each creator's most recent videos kept as candidates
+_NO_FORMATS = np.zeros(N_FORMATS, dtype=np.float64)
 
 
 def language_code(tag: str) -> str:
@@ -228,27 +230,36 @@ class UserMeta:
         """The (n, 4) ``META_FEATURES`` of items with these columns: the user's share of events
         on each item's creator, language and format, and how well its length fits theirs (a
         Gaussian in log-length, 1 at their mean). 0 where the item or the user says nothing."""
-        n = len(creator)
-        out = np.zeros((n, 4), dtype=np.float32)
         if self.total <= 0:
-            return out
+            return np.zeros((len(creator), 4), dtype=np.float32)
         prior = PRIOR * self.scale
-        out[:, 0] = _shares(self.creators, creator, self.total + prior)
         lang_total = sum(self.languages.values())
-        if lang_total > 0:
-            out[:, 1] = _shares(self.languages, language, lang_total + prior)
-        s0, s1, s2 = self.dur
-        if s0 > 0:
-            mean = s1 / s0
-            var = max(s2 / s0 - mean * mean, 0.0) + MIN_LOG_SD**2
-            fit = np.exp(-((log_dur - mean) ** 2) / (2.0 * var))
-            out[:, 2] = np.nan_to_num(fit, nan=0.0)
         fmt_total = float(self.formats.sum())
+        share = _NO_FORMATS
         if fmt_total > 0:
             share = self.formats / (fmt_total + prior)
             share[0] = 0.0
-            out[:, 3] = share[fmt]
-        return out
+        s0, s1, s2 = self.dur
+        mean = var = 0.0
+        if s0 > 0:
+            mean = s1 / s0
+            var = max(s2 / s0 - mean * mean, 0.0) + MIN_LOG_SD**2
+        c, lg = self.creators, self.languages
+        return kernels.meta_features(
+            creator,
+            language,
+            log_dur,
+            fmt,
+            np.fromiter(c.keys(), np.int64, len(c)),
+            np.fromiter(c.values(), np.float64, len(c)),
+            self.total + prior,
+            np.fromiter(lg.keys(), np.int64, len(lg)),
+            np.fromiter(lg.values(), np.float64, len(lg)),
+            lang_total + prior if lang_total > 0 else 0.0,
+            share,
+            mean,
+            var,
+        )
 
     def held(self) -> dict[str, int]:
         """What is held, for a forget's receipt."""
@@ -301,15 +312,3 @@ def _add_capped(d: dict[int, float], key: int, x: float, cap: int) -> None:
     if d[lightest] < x:  # the newcomer outweighs the lightest: it takes its place
         del d[lightest]
         d[key] = x
-
-
-def _shares(d: dict[int, float], codes: np.ndarray, denominator: float) -> np.ndarray:
-    if not d:
-        return np.zeros(len(codes), dtype=np.float32)
-    keys = np.fromiter(d.keys(), dtype=np.int64, count=len(d))
-    vals = np.fromiter(d.values(), dtype=np.float64, count=len(d))
-    order = np.argsort(keys)
-    keys, vals = keys[order], vals[order]
-    pos = np.minimum(np.searchsorted(keys, codes), len(keys) - 1)
-    hit = (keys[pos] == codes) & (codes > 0)
-    return np.where(hit, vals[pos] / denominator, 0.0).astype(np.float32)
