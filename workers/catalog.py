@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 import numpy as np
-from numba import njit
 
+from workers import kernels
 from workers.thumbnails import VISUAL_DIM
 
 
@@ -105,16 +105,17 @@ class Catalog:
     def visual_profile(self, idx: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
         """Unit-norm weighted sum of the unit descriptors of ``idx`` (which all have one);
         None when it is zero."""
-        prof = _weighted_rows(np.asarray(idx, dtype=np.int64), weights, self.visuals,
-                              self.visual_inv)  # fmt: skip
+        rows = np.asarray(idx, dtype=np.int64)
+        prof = kernels.weighted_rows(rows, weights, self.visuals, self.visual_inv)
         norm = float(np.linalg.norm(prof))
         return prof / np.float32(norm) if norm > 0 else None
 
     def visual_cosines(self, idx: np.ndarray, unit: np.ndarray) -> np.ndarray:
         """Cosine of each descriptor of ``idx`` (which all have one) with a unit vector: one
         pass over the int16 rows, no float copy of them (a few hundred candidates an event)."""
-        return _row_dots(np.asarray(idx, dtype=np.int64), self.visuals, self.visual_inv,
-                         np.asarray(unit, dtype=np.float32))  # fmt: skip
+        rows = np.asarray(idx, dtype=np.int64)
+        unit = np.asarray(unit, dtype=np.float32)
+        return kernels.row_dots(rows, self.visuals, self.visual_inv, unit)
 
     def visual_of(self, idx: int) -> np.ndarray | None:
         """The video's visual descriptor (float32, unit norm), None without one."""
@@ -192,26 +193,3 @@ class Catalog:
             obj.has_visual[:n] = state["has_visual"]
         obj.without_content = set(np.flatnonzero(~obj.has_content[:n]).tolist())
         return obj
-
-
-@njit(cache=True, fastmath=True)
-def _row_dots(rows, q, inv, unit):
-    out = np.empty(rows.shape[0], dtype=np.float32)
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        acc = np.float32(0.0)
-        for j in range(q.shape[1]):
-            acc += q[r, j] * unit[j]
-        out[i] = acc * inv[r]
-    return out
-
-
-@njit(cache=True, fastmath=True)
-def _weighted_rows(rows, weights, q, inv):
-    out = np.zeros(q.shape[1], dtype=np.float32)
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        w = np.float32(weights[i]) * inv[r]
-        for j in range(q.shape[1]):
-            out[j] += w * q[r, j]
-    return out

@@ -613,6 +613,31 @@ def meta_features(  # noqa: PLR0913
     return out
 
 
+@njit(cache=True, fastmath=True)
+def row_dots(rows, q, inv, unit):
+    """Cosines of int16 visual rows (``q[r] * inv[r]`` is unit) with a unit vector (issue 16)."""
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        acc = np.float32(0.0)
+        for j in range(q.shape[1]):
+            acc += q[r, j] * unit[j]
+        out[i] = acc * inv[r]
+    return out
+
+
+@njit(cache=True, fastmath=True)
+def weighted_rows(rows, weights, q, inv):
+    """``weights @ (q[rows] * inv[rows])``: a visual profile from int16 rows (issue 16)."""
+    out = np.zeros(q.shape[1], dtype=np.float32)
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        w = np.float32(weights[i]) * inv[r]
+        for j in range(q.shape[1]):
+            out[j] += w * q[r, j]
+    return out
+
+
 def warm() -> None:
     """Load every kernel now (from the cache: about half a second, once per process).
 
