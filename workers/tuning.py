@@ -86,6 +86,11 @@ SPACE: tuple[Knob, ...] = (
     Knob("seq_dim", choices=(32, 64)),
     Knob("seq_train_every", choices=(50, 100, 200)),
     Knob("candidate_refresh_events", choices=(2, 4, 8)),
+    # metadata known at upload (issue 16): how long a user's tastes last, and how many of their
+    # creators' new videos are candidates
+    Knob("metadata_half_life_days", 0.005, 5.0, log=True, span=True),
+    Knob("candidates_creator", choices=(0, 15, 30, 60)),
+    Knob("creator_min_share", choices=(0.02, 0.05, 0.1)),
     Knob("weight_play", 0.25, 4.0, log=True),
     Knob("weight_watch", 0.25, 6.0, log=True),
     Knob("weight_complete", 0.25, 8.0, log=True),
