@@ -287,3 +287,18 @@ def test_an_item_brought_by_its_creator_says_so() -> None:
     assert all(
         r.kind != ReasonKind.CREATOR for v, r in by_id.items() if v.startswith("v1") and v != "v999"
     )
+
+
+def test_events_centuries_apart_and_items_never_described() -> None:
+    """The fuzzer's cases: a jump of thousands of half-lives either way, and a ranking before
+    any video was described."""
+    items = _items(vid(0, "A"), vid(1, "B"))
+    u = UserMeta()
+    u.learn_one(items.of(0), 1.0, 0.0, HL)
+    u.learn_one(items.of(1), 1.0, 1e13, HL)  # ~3,900 half-lives later: A's weight is gone
+    u.learn_one(items.of(0), 1.0, -1e13, HL)  # far before the reference: weighs nothing
+    cr = u.features(*items.columns(np.arange(2)))[:, 0]
+    assert np.isfinite(cr).all() and cr[1] > 0.4 and cr[0] < 1e-6
+    empty = ItemMeta()
+    cols = empty.columns(np.array([0, 5]))
+    assert not u.features(*cols)[:, [0, 1, 3]].any()

@@ -12,6 +12,7 @@ from schemas import ForgetUser, Recommendations, UserEvent, VideoPublished, deco
 from workers.encoder import HashingEncoder
 from workers.engine import Engine
 from workers.inprocess import drive
+from workers.ranker import FEATURES
 from workers.sequential import SequentialModel
 from workers.settings import EngineSettings
 
@@ -208,7 +209,7 @@ def test_with_the_setting_off_nothing_changes_on_the_wire() -> None:
     drive(planted_log(per_user=4), eng, on_recommendations=out.append)
     assert eng.seq is None and "seq" not in eng.cfg.sources
     assert b'"seq"' not in out[-1].to_json()
-    assert eng.fusion.mask[-1] == 0.0
+    assert eng.fusion.mask[FEATURES.index("seq")] == 0.0
 
 
 def test_the_engine_snapshot_resumes_the_model() -> None:

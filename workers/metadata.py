@@ -39,7 +39,7 @@ PRIOR = 1.0
 # floor of the spread of the log-lengths a user watches (a factor of ~1.6 either side): a user
 # who watched three 10-minute videos is not thereby averse to 12-minute ones
 MIN_LOG_SD = 0.5
-_REBASE = 2.0**200
+_REBASE_HALF_LIVES = 200.0  # the decay factor's exponent beyond which the reference moves
 CREATOR_RECENT = 20  # each creator's most recent videos kept as candidates
 _NO_FORMATS = np.zeros(N_FORMATS, dtype=np.float64)
 
@@ -136,6 +136,10 @@ class ItemMeta:
         """The four columns of ``items`` (items beyond the described ones: unknown)."""
         n = len(self.creator)
         inside = items < n
+        if n == 0:  # no video described yet
+            m = len(items)
+            return (np.zeros(m, np.int32), np.zeros(m, np.int32),
+                    np.full(m, np.nan, np.float32), np.zeros(m, np.int8))  # fmt: skip
         if inside.all():
             return (self.creator[items], self.language[items], self.log_duration[items],
                     self.format[items])  # fmt: skip
@@ -198,10 +202,11 @@ class UserMeta:
         """Add one positive event of weight ``w`` at ``ts`` on an item described by ``meta``."""
         if self.t_ref is None:
             self.t_ref = ts
-        f = 2.0 ** ((ts - self.t_ref) / half_life_s)
-        if f > _REBASE:  # the reference is far behind: move it to now
-            self._scale(1.0 / f)
-            self.t_ref, f = ts, 1.0
+        e = (ts - self.t_ref) / half_life_s
+        if e > _REBASE_HALF_LIVES:  # the reference is far behind: move it to now
+            self._scale(2.0 ** -min(e, 1100.0))  # what is that old may vanish to 0
+            self.t_ref, e = ts, 0.0
+        f = 2.0 ** max(e, -1100.0)  # an event far older than the reference weighs ~0
         self.scale = max(self.scale, f)
         x = w * f
         creator, language, log_dur, fmt = meta
