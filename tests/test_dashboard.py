@@ -210,7 +210,8 @@ def test_the_dashboard_fills_with_live_figures_in_headless_chromium(deployment, 
         _wait(driver, f"return document.getElementById('list').dataset.user === {user!r}", 10)
         first = driver.find_elements(By.CSS_SELECTOR, "#list tbody tr")[0].text
         assert f"{user}'s latest list" in driver.find_element(By.ID, "listinfo").text
-        assert any(w in first for w in ("because you watched", "new in", "trending")), first
+        reasons = ("because you watched", "new in", "more from", "trending")
+        assert any(w in first for w in reasons), first
         assert "cooc" in first and "content" in first  # the source scores
         time.sleep(1.5)  # one more poll, so the screenshot shows the newest points
         shot = tmp_path / "dashboard.png"
