@@ -262,13 +262,15 @@ def test_a_stalled_server_costs_the_batch_at_most_the_timeout(server, stalled, c
     base, files, _ = server
     files["/good.jpg"] = blue(3)
     urls = [f"{stalled}/a.jpg", f"{base}/good.jpg", f"{stalled}/b.jpg", f"{stalled}/c.jpg"]
+    describe_bytes(blue(9))  # the first descriptor of a process is not timed by the deadline
     with caplog.at_level(logging.WARNING, logger="workers.thumbnails"):
-        with reader(timeout_s=0.5, breaker_failures=10) as r:
+        # a deadline the good thumbnail meets on a busy CI machine; the stalled ones miss any
+        with reader(timeout_s=2.0, breaker_failures=10) as r:
             t0 = time.monotonic()
             got = r.read_many(urls)
             took = time.monotonic() - t0
             assert r.counts["timeout"] == 3 and r.counts["ok"] == 1
-    assert took < 0.5 + SLACK_S, took
+    assert took < 2.0 + SLACK_S, took
     assert [g is None for g in got] == [True, False, True, True]
     assert sum("timeout" in rec.getMessage() for rec in caplog.records) == 1
 
@@ -411,12 +413,15 @@ def test_the_embedded_run_reads_thumbnails_and_a_stalled_one_costs_only_its_visu
     vids = [_with_thumb(i, u) for i, u in enumerate(urls)]
     event = UserEvent(event_id="e", user_id="u", video_id="v0", type="play", ts=T0 + timedelta(1))
     eng: Engine = make_engine()
-    with reader(timeout_s=0.5) as r:
+    describe_bytes(red(9))  # the first descriptor of a process is not timed by the deadline
+    # a deadline the good thumbnails meet on a busy CI machine (a local file and a loopback
+    # server); the stalled one misses any deadline
+    with reader(timeout_s=3.0) as r:
         t0 = time.monotonic()
         stats = drive([*vids, event], eng, thumbnails=r)
         took = time.monotonic() - t0
         counts = dict(r.counts)
-    assert took < 0.5 + SLACK_S + 5.0, took  # the run includes the engine's own work
+    assert took < 3.0 + SLACK_S + 5.0, took  # the run includes the engine's own work
     assert stats.videos == 5 and stats.published == 1
     idx = [eng.catalog.get(v.video_id) for v in vids]
     assert eng.catalog.has_content[idx].all()  # every video is indexed by its text
