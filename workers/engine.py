@@ -60,6 +60,7 @@ from workers.ranker import (
     content_profile,
     featurise,
     fuse_and_rank,
+    profile_weights,
 )
 from workers.settings import EngineSettings
 from workers.users import (
@@ -154,6 +155,36 @@ class _RankInputs:
     cached: CachedCandidates | None
 
 
+# What each fusion feature needs among the candidate sources (metadata needs none)
+_FEATURE_NEEDS: dict[str, set[str]] = {
+    "cooc": {"cooc"},
+    "content": {"content"},
+    "mf": {"mf"},
+    "popular": {"popular"},
+    "recent": {"popular"},
+    "fresh_content": {"content"},
+    "pop_content": {"popular", "content"},
+    "seq": {"seq"},
+    "creator": set(),
+    "language": set(),
+    "duration": set(),
+    "format": set(),
+    "visual": {"content"},
+}
+
+
+def sources_on(settings: EngineSettings, sources: Sequence[str] = SOURCES) -> list[str]:
+    """The candidate sources an engine with these settings runs (the sequential model's only
+    when it is enabled)."""
+    return [x for x in sources if x != "seq" or settings.seq_enabled]
+
+
+def features_for(sources: Sequence[str]) -> list[str]:
+    """The fusion features an engine with these candidate sources ranks with."""
+    src = set(sources)
+    return [f for f in FEATURES if _FEATURE_NEEDS[f] <= src]
+
+
 class Engine:
     """The recommender: pure, broker-free, deterministic for a given event order and seed.
 
@@ -180,8 +211,7 @@ class Engine:
         learn_fusion: bool = True,
     ) -> None:
         self.settings = s = settings or EngineSettings()
-        if not s.seq_enabled:
-            sources = [x for x in sources if x != "seq"]
+        sources = sources_on(s, sources)
         self.encoder = encoder
         self.index = index
         self.dim = encoder.dim if encoder is not None else 384
@@ -222,7 +252,7 @@ class Engine:
             OrderedDict()
         )
         if features is None:
-            features = [f for f in FEATURES if self._feature_on(f)]
+            features = features_for(self.cfg.sources)
         self.fusion = Fusion(
             lr=s.fusion_lr if learn_fusion else 0.0, reg=s.fusion_l2, enabled=features
         )
@@ -250,25 +280,6 @@ class Engine:
         # reasons already built, by history item and how (``_reasons``); a video whose
         # category changes empties it (a new_in_topic reason names the category)
         self._reason_memo: dict[int, Reason] = {-1: _TRENDING}
-
-    def _feature_on(self, f: str) -> bool:
-        src = set(self.cfg.sources)
-        needs = {
-            "cooc": {"cooc"},
-            "content": {"content"},
-            "mf": {"mf"},
-            "popular": {"popular"},
-            "recent": {"popular"},
-            "fresh_content": {"content"},
-            "pop_content": {"popular", "content"},
-            "seq": {"seq"},
-            "creator": set(),
-            "language": set(),
-            "duration": set(),
-            "format": set(),
-            "visual": {"content"},
-        }[f]
-        return needs <= src
 
     # -- videos -----------------------------------------------------------------------------
     def on_video(self, video: VideoPublished) -> None:
@@ -1040,15 +1051,9 @@ class Engine:
         items, as ``content_profile``), 0 where either is missing; None while no video has a
         descriptor or the feature is off (nothing to compute)."""
         cat = self.catalog
-        if not hist or len(cat.visuals) == 0 or not self.fusion.mask[FEATURES.index("visual")]:
+        if not hist or len(cat.visuals) == 0 or not self.fusion.mask[_VISUAL_AT]:
             return None
-        cfg = self.cfg
-        recent = hist[: cfg.profile_len]
-        rows = np.array([h[0] for h in recent], dtype=np.int64)
-        w = np.array(
-            [cfg.profile_decay**p * min(h[2], 3.0) for p, h in enumerate(recent)],
-            dtype=np.float32,
-        )
+        rows, w = profile_weights(hist, self.cfg.profile_len, self.cfg.profile_decay)
         w *= cat.has_visual[rows]
         if not w.any():
             return None
@@ -1455,6 +1460,7 @@ class Engine:
 _TRENDING = trusted_reason(ReasonKind.TRENDING)
 _NO_COOC = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
+_VISUAL_AT = FEATURES.index("visual")
 _NO_META = UserMeta().held()  # a forget's receipt names the metadata statistics even when none
 
 

@@ -17,9 +17,9 @@ import numpy as np
 from river import stats as river_stats
 
 from schemas import ErasureReceipt, ForgetUser, Recommendations, UserEvent, VideoPublished
-from workers.engine import Engine
+from workers.engine import Engine, features_for, sources_on
 from workers.evaluation import Evaluator
-from workers.ranker import FEATURES, META_FEATURES
+from workers.ranker import META_FEATURES
 from workers.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -225,8 +225,8 @@ def make_engine(
     if name == "hybrid":
         return Engine(settings, encoder, index_factory())
     if name in ABLATIONS:
-        on = Engine(settings, encoder, None).fusion.mask  # the hybrid's own features
-        kept = [f for f, m in zip(FEATURES, on, strict=True) if m and f not in ABLATIONS[name]]
+        hybrid = features_for(sources_on(settings))
+        kept = [f for f in hybrid if f not in ABLATIONS[name]]
         return Engine(settings, encoder, index_factory(), features=kept)
     sources, features, overrides = BASELINES[name]
     s = settings.model_copy(update=overrides)

@@ -224,6 +224,18 @@ class RankerConfig:
     profile_decay: float = 0.7
 
 
+def profile_weights(
+    history: Sequence[tuple[int, float, float]], length: int, decay: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The items a user's profiles are made of (their ``length`` most recent) and each one's
+    weight: ``decay`` per place back, times the event's weight capped at 3. The content and
+    the visual profile weigh alike."""
+    recent = history[:length]
+    idx = np.array([h[0] for h in recent], dtype=np.int64)
+    w = np.array([decay**p * min(h[2], 3.0) for p, h in enumerate(recent)], dtype=np.float32)
+    return idx, w
+
+
 def content_profile(
     vectors: np.ndarray,
     has_content: np.ndarray,
@@ -232,16 +244,13 @@ def content_profile(
     decay: float,
 ) -> np.ndarray | None:
     """Recency-weighted mean of the content vectors of a user's recent items (L2-normalised)."""
-    idx = [h[0] for h in history[:length]]
-    if not idx:
+    idx, w = profile_weights(history, length, decay)
+    if not len(idx):
         return None
-    w = np.array(
-        [decay**p * min(h[2], 3.0) for p, h in enumerate(history[:length])], dtype=np.float32
-    )
     w *= has_content[idx]
     if not np.any(w):
         return None
-    prof = kernels.profile_of(np.array(idx, dtype=np.int64), w, vectors)
+    prof = kernels.profile_of(idx, w, vectors)
     return prof if len(prof) else None
 
 
